@@ -1,0 +1,194 @@
+"""Command line: ``chargeback ingest``, ``chargeback demo`` (and ``python -m chargeback``).
+
+Only argument handling and printing live here; the work is the library's (``chargeback.ingest``,
+``chargeback.demo``). Errors of the library become a one-line message and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gzip
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, Any
+
+from chargeback import __version__
+from chargeback.errors import ChargebackError
+from chargeback.ingest import IngestSummary, ingest_batch
+from chargeback.pipeline import Message, Source
+from chargeback.settings import Settings
+
+DEFAULT_BATCH = 2000
+
+
+def _open(path: Path) -> IO[bytes]:
+    if str(path) == "-":
+        return sys.stdin.buffer
+    return gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
+
+
+def read_messages(path: Path, batch_size: int = DEFAULT_BATCH) -> Iterator[tuple[list[Message], int]]:
+    """Batches of messages from a JSONL file (one Event Hub body per line), with bytes consumed.
+
+    Streams the file: memory is bounded by the batch size whatever the file's size. Blank lines are
+    skipped; every other line is a message, good or bad.
+    """
+    batch: list[Message] = []
+    consumed = 0
+    with _open(path) as handle:
+        for number, line in enumerate(handle, start=1):
+            consumed += len(line)
+            body = line.rstrip(b"\r\n")
+            if not body.strip():
+                continue
+            batch.append(Message(body, Source("file", str(path), str(number))))
+            if len(batch) >= batch_size:
+                yield batch, consumed
+                batch, consumed = [], 0
+    if batch or consumed:
+        yield batch, consumed
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = Settings.from_env(os.environ)
+    overrides = {
+        "chargeback_duckdb_path": getattr(args, "db", None),
+        "rate_card_path": getattr(args, "rate_card", None),
+        "deployments_path": getattr(args, "deployments", None),
+        "deadletter_path": getattr(args, "deadletter", None),
+        "exports_path": getattr(args, "out", None),
+    }
+    chosen = {key: str(value) for key, value in overrides.items() if value}
+    return dataclasses.replace(settings, **chosen)
+
+
+def ingest_files(paths: Sequence[Path], settings: Settings, *, batch_size: int, progress: bool) -> IngestSummary:
+    """Ingest JSONL files with the same pipeline as the Function, showing progress on a terminal."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from chargeback.runtime import build_deadletter, build_pricer, build_writer
+
+    pricer, writer, deadletter = build_pricer(settings), build_writer(settings), build_deadletter(settings)
+    total = IngestSummary()
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
+    with Progress(*columns, disable=not progress, transient=True) as bar:
+        for path in paths:
+            size = path.stat().st_size if str(path) != "-" and path.suffix != ".gz" else None
+            task = bar.add_task(f"ingest {path.name}", total=size)
+            for batch, consumed in read_messages(path, batch_size):
+                total.add(ingest_batch(batch, pricer=pricer, writer=writer, deadletter=deadletter))
+                bar.advance(task, consumed)
+    return total
+
+
+def _money(value: Decimal) -> str:
+    return f"{value:,.4f}"
+
+
+def print_summary(summary: IngestSummary, console: Any) -> None:
+    """Readable tables: outcomes, reasons, usage sources, pricing statuses, cost per subscription."""
+    from rich.table import Table
+
+    outcomes = Table(title="Outcome", title_justify="left")
+    outcomes.add_column("outcome")
+    outcomes.add_column("events", justify="right")
+    for label, count in (
+        ("received", summary.received),
+        ("written", summary.written),
+        ("duplicate (already charged)", summary.duplicates),
+        ("dead-lettered", summary.dead_lettered),
+    ):
+        outcomes.add_row(label, f"{count:,}")
+    console.print(outcomes)
+    for title, counter in (
+        ("Dead-letter reasons", summary.reasons),
+        ("Usage source (rows written)", summary.usage_sources),
+        ("Pricing status (rows written)", summary.pricing_statuses),
+    ):
+        if not counter:
+            continue
+        table = Table(title=title, title_justify="left")
+        table.add_column("value")
+        table.add_column("events", justify="right")
+        for key, count in counter.most_common():
+            table.add_row(key, f"{count:,}")
+        console.print(table)
+    if summary.cost_by_subscription:
+        costs = Table(title="Cost per subscription (rows written this run)", title_justify="left")
+        for name, justify in (("subscription", "left"), ("name", "left"), ("requests", "right"), ("cost", "right")):
+            costs.add_column(name, justify=justify)  # type: ignore[arg-type]
+        costs.add_column("currency")
+        ranked = sorted(summary.cost_by_subscription.items(), key=lambda item: item[1], reverse=True)
+        for (sub_id, sub_name, currency), cost in ranked:
+            requests = summary.requests_by_subscription[(sub_id, sub_name, currency)]
+            costs.add_row(sub_id, sub_name, f"{requests:,}", _money(cost), currency)
+        console.print(costs)
+
+
+def cmd_ingest(args: argparse.Namespace, console: Any) -> int:
+    settings = _settings(args)
+    paths = [Path(p) for p in args.paths]
+    missing = [str(p) for p in paths if str(p) != "-" and not p.exists()]
+    if missing:
+        raise ChargebackError(f"no such file: {', '.join(missing)}")
+    summary = ingest_files(paths, settings, batch_size=args.batch_size, progress=console.is_terminal)
+    print_summary(summary, console)
+    console.print(f"store: {settings.chargeback_duckdb_path}   dead-letters: {settings.deadletter_path}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, console: Any) -> int:
+    from chargeback import demo
+
+    settings = _settings(args)
+    return demo.run(settings, console, month=args.month, events=args.events, seed=args.seed)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser; every command and option is documented in the README."""
+    parser = argparse.ArgumentParser(prog="chargeback", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def storage_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--db", type=Path, help="DuckDB store file (CHARGEBACK_DUCKDB_PATH)")
+        sub.add_argument("--rate-card", type=Path, help="rate card CSV (RATE_CARD_PATH)")
+        sub.add_argument("--deployments", type=Path, help="deployments map CSV (DEPLOYMENTS_PATH)")
+        sub.add_argument("--deadletter", type=Path, help="dead-letter folder (DEADLETTER_PATH)")
+
+    ingest = commands.add_parser("ingest", help="ingest JSONL files of Event Hub message bodies")
+    ingest.add_argument("paths", nargs="+", metavar="PATH", help="JSONL file, .jsonl.gz, or - for stdin")
+    storage_options(ingest)
+    ingest.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help="events per batch (memory bound)")
+    ingest.set_defaults(handler=cmd_ingest)
+
+    demo = commands.add_parser("demo", help="generate a realistic month, ingest it and report it")
+    storage_options(demo)
+    demo.add_argument("--out", type=Path, help="exports folder (EXPORTS_PATH)")
+    demo.add_argument("--month", help="month to simulate, YYYY-MM (default: last month)")
+    demo.add_argument("--events", type=int, default=6000, help="number of calls to simulate")
+    demo.add_argument("--seed", type=int, default=7, help="random seed (same seed, same month)")
+    demo.set_defaults(handler=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``chargeback`` console script."""
+    from rich.console import Console
+
+    args = build_parser().parse_args(argv)
+    console = Console()
+    try:
+        code: int = args.handler(args, console)
+    except ChargebackError as exc:
+        console.print(f"[red]error[/red] ({exc.reason}): {exc.detail}")
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""The one exception tree of the pipeline, and the reason codes that name every failure.
+
+    ChargebackError                    base; carries a Reason
+    ├── RejectedEvent                  an event that can never be charged as sent (bad input)
+    ├── ConfigError                    a rate card, deployments map, budget file or setting is wrong
+    └── SinkError                      a writer or dead-letter store could not take data
+        └── SinkUnavailable            ... and it is worth retrying later (throttled, down, timeout)
+
+A bad event is normally a *value* (a ``Rejection`` built from a ``RejectedEvent``), never an
+exception that fails a batch: validators raise ``RejectedEvent`` and the pipeline turns it into a
+dead-letter record. Only ``SinkError`` may escape a trigger, and only when neither the usage table
+nor the dead-letter store could take an event (so that the retry policy holds the checkpoint).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    """Reason codes: stable strings that appear in dead-letters, summaries and alerts."""
+
+    # The body itself
+    INVALID_JSON = "invalid-json"
+    INVALID_ENCODING = "invalid-encoding"
+    NOT_AN_OBJECT = "not-an-object"
+    BODY_TOO_LARGE = "body-too-large"
+    # The contract
+    UNKNOWN_SCHEMA_VERSION = "unknown-schema-version"
+    MISSING_FIELD = "missing-field"
+    WRONG_TYPE = "wrong-type"
+    INVALID_VALUE = "invalid-value"
+    BAD_TIMESTAMP = "bad-timestamp"
+    # Token arithmetic
+    NEGATIVE_TOKENS = "negative-tokens"
+    TOKENS_TOO_LARGE = "tokens-too-large"
+    CACHED_EXCEEDS_PROMPT = "cached-exceeds-prompt"
+    REASONING_EXCEEDS_COMPLETION = "reasoning-exceeds-completion"
+    # Writing
+    WRITE_FAILED = "write-failed"
+    SINK_UNAVAILABLE = "sink-unavailable"
+    # Configuration
+    CONFIG_INVALID = "config-invalid"
+    # Anything the pipeline did not foresee: still dead-lettered, never lost
+    INTERNAL_ERROR = "internal-error"
+
+
+class ChargebackError(Exception):
+    """Base of every error the pipeline raises on purpose."""
+
+    reason: Reason = Reason.INTERNAL_ERROR
+
+    def __init__(self, message: str, *, reason: Reason | None = None) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
+
+    @property
+    def detail(self) -> str:
+        """The human-readable message, without the reason code."""
+        return str(self.args[0]) if self.args else ""
+
+
+class RejectedEvent(ChargebackError):
+    """An event that breaks the contract; it is dead-lettered with its reason, never charged."""
+
+    def __init__(self, reason: Reason, message: str, *, field: str | None = None) -> None:
+        super().__init__(message, reason=reason)
+        self.field = field
+
+
+class ConfigError(ChargebackError):
+    """A configuration file or setting is missing or malformed."""
+
+    reason = Reason.CONFIG_INVALID
+
+
+class SinkError(ChargebackError):
+    """A usage writer or dead-letter store refused data for good (bad request, too large, auth)."""
+
+    reason = Reason.WRITE_FAILED
+
+
+class SinkUnavailable(SinkError):
+    """A usage writer or dead-letter store could not take data now; retrying later may work."""
+
+    reason = Reason.SINK_UNAVAILABLE

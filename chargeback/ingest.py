@@ -1,0 +1,154 @@
+"""Ingest a batch so that nothing is lost: every message ends in the usage table or the dead-letter.
+
+    messages ─► pipeline.process_batch ─► charges ──► UsageWriter ──► written | duplicate
+                                   │                       └── failed rows ──┐
+                                   └─► rejections ───────────────────────────┴─► DeadLetterStore
+
+If the dead-letter store itself refuses, ``ingest_batch`` raises ``SinkError`` after logging the
+counts: the trigger's retry policy then holds the Event Hub checkpoint and the batch comes again.
+A redelivered batch is safe: RequestId dedupes rows, and dead-letter records have stable ids.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from chargeback.errors import Reason, SinkError
+from chargeback.pipeline import Charge, Message, process_batch
+from chargeback.pricing import Pricer
+from chargeback.sinks import DeadLetter, DeadLetterStore, FailedRow, UsageWriter, WriteResult
+
+log = logging.getLogger("chargeback.ingest")
+
+SubscriptionKey = tuple[str, str, str]  # (SubscriptionId, SubscriptionName, Currency)
+
+
+@dataclass(slots=True)
+class IngestSummary:
+    """Counts of one or many batches. ``received == written + duplicates + dead_lettered``."""
+
+    received: int = 0
+    written: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    usage_sources: Counter[str] = field(default_factory=Counter)
+    pricing_statuses: Counter[str] = field(default_factory=Counter)
+    cost_by_subscription: dict[SubscriptionKey, Decimal] = field(default_factory=dict)
+    requests_by_subscription: Counter[SubscriptionKey] = field(default_factory=Counter)
+
+    def add(self, other: IngestSummary) -> None:
+        """Fold another summary into this one."""
+        self.received += other.received
+        self.written += other.written
+        self.duplicates += other.duplicates
+        self.dead_lettered += other.dead_lettered
+        self.reasons.update(other.reasons)
+        self.usage_sources.update(other.usage_sources)
+        self.pricing_statuses.update(other.pricing_statuses)
+        self.requests_by_subscription.update(other.requests_by_subscription)
+        for key, cost in other.cost_by_subscription.items():
+            self.cost_by_subscription[key] = self.cost_by_subscription.get(key, Decimal(0)) + cost
+
+    @property
+    def accounted(self) -> bool:
+        """True when every received message is in exactly one outcome."""
+        return self.received == self.written + self.duplicates + self.dead_lettered
+
+
+def _unique_by_request_id(charges: list[Charge]) -> tuple[list[Charge], int]:
+    seen: set[str] = set()
+    unique: list[Charge] = []
+    for charge in charges:
+        request_id = charge.row["RequestId"]
+        if request_id not in seen:
+            seen.add(request_id)
+            unique.append(charge)
+    return unique, len(charges) - len(unique)
+
+
+def _write(writer: UsageWriter, charges: list[Charge]) -> WriteResult:
+    rows = [charge.row for charge in charges]
+    try:
+        result = writer.write(rows)
+    except SinkError as exc:
+        return WriteResult(failed=[FailedRow(row, exc.reason, exc.detail) for row in rows])
+    except Exception as exc:  # noqa: BLE001 - a writer bug must not lose the rows: they go to dead-letter
+        detail = f"writer raised {type(exc).__name__}: {exc}"
+        return WriteResult(failed=[FailedRow(row, Reason.INTERNAL_ERROR, detail) for row in rows])
+    accounted = result.written + result.duplicates + len(result.failed)
+    if accounted != len(rows):
+        raise SinkError(f"writer accounted for {accounted} of {len(rows)} rows", reason=Reason.INTERNAL_ERROR)
+    return result
+
+
+def ingest_batch(
+    messages: Iterable[Message],
+    *,
+    pricer: Pricer,
+    writer: UsageWriter,
+    deadletter: DeadLetterStore,
+    now: datetime | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> IngestSummary:
+    """Process, write and dead-letter one batch; raise SinkError only if something would be lost."""
+    batch = list(messages)
+    result = process_batch(batch, pricer, now or clock())
+    unique, batch_duplicates = _unique_by_request_id(result.charges)
+    written = _write(writer, unique)
+
+    stamp = clock()
+    records = [
+        DeadLetter(r.message, r.reason, r.detail, stamp, r.field, r.request_id) for r in result.rejections
+    ]
+    failed_ids = {id(failure.row): failure for failure in written.failed}
+    for charge in unique:
+        failure = failed_ids.get(id(charge.row))
+        if failure is not None:
+            records.append(
+                DeadLetter(charge.message, failure.reason, failure.detail, stamp, None, charge.row["RequestId"])
+            )
+    if records:
+        try:
+            deadletter.put(records)
+        except Exception as exc:
+            log.critical(
+                "chargeback: %d of %d events could not be dead-lettered (%s); raising so the batch is retried",
+                len(records),
+                len(batch),
+                exc,
+            )
+            if isinstance(exc, SinkError):
+                raise
+            raise SinkError(f"dead-letter store failed: {exc}") from exc
+
+    summary = IngestSummary(
+        received=len(batch),
+        written=written.written,
+        duplicates=written.duplicates + batch_duplicates,
+        dead_lettered=len(records),
+    )
+    summary.reasons.update(record.reason.value for record in records)
+    for charge in unique:
+        if id(charge.row) in failed_ids:
+            continue
+        row = charge.row
+        if written.written_keys is not None and row["RequestId"] not in written.written_keys:
+            continue
+        summary.usage_sources[row["UsageSource"]] += 1
+        summary.pricing_statuses[row["PricingStatus"]] += 1
+        key = (row["SubscriptionId"], row["SubscriptionName"], row["Currency"])
+        summary.requests_by_subscription[key] += 1
+        summary.cost_by_subscription[key] = summary.cost_by_subscription.get(key, Decimal(0)) + (
+            row["TotalCost"] or Decimal(0)
+        )
+    if records:
+        log.warning(
+            "chargeback: dead-lettered %d of %d events: %s", len(records), len(batch), dict(summary.reasons)
+        )
+    return summary

@@ -1,0 +1,143 @@
+"""The pure pipeline: message body → parse → validate → resolve usage → price → usage row.
+
+Every message yields exactly one outcome: a ``Charge`` (a usage row bound to the message it came
+from) or a ``Rejection`` (a reason code and the untouched message). Nothing here does I/O; writers
+and dead-letter stores are the caller's (see ``chargeback.ingest``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from chargeback.errors import ChargebackError, Reason, RejectedEvent
+from chargeback.pricing import Price, Pricer
+from chargeback.schema import Event, parse_event
+from chargeback.usage import Usage, resolve_usage
+
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a message came from, so a dead-letter can be traced and replayed."""
+
+    kind: str  # "eventhub", "file" or "replay"
+    name: str = ""  # partition key or file path
+    position: str = ""  # offset/sequence number or line number
+    enqueued_time: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        """JSON-ready form, without empty fields."""
+        values = {
+            "kind": self.kind,
+            "name": self.name,
+            "position": self.position,
+            "enqueuedTime": self.enqueued_time,
+        }
+        return {key: value for key, value in values.items() if value}
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One Event Hub message body as received, and where it came from."""
+
+    body: bytes
+    source: Source
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """A message that became a usage row."""
+
+    message: Message
+    row: Row
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A message that cannot be charged as sent, with the reason code and a readable detail."""
+
+    message: Message
+    reason: Reason
+    detail: str
+    field: str | None = None
+    request_id: str = ""
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """The outcome of one batch: every input message is in exactly one of the two lists."""
+
+    charges: list[Charge] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+
+
+def build_row(event: Event, usage: Usage, price: Price) -> Row:
+    """The usage row of DESIGN's ``AOAIChargeback_CL``; costs stay Decimal until a writer writes them."""
+    return {
+        "TimeGenerated": event.timestamp,
+        "RequestId": event.request_id,
+        "SubscriptionId": event.subscription_id,
+        "SubscriptionName": event.subscription_name,
+        "ProductId": event.product_id,
+        "UserId": event.user_id,
+        "ApiId": event.api_id,
+        "OperationId": event.operation_id,
+        "Deployment": event.deployment,
+        "DeploymentType": price.deployment_type,
+        "Model": price.model,
+        "ModelVersion": price.model_version,
+        "ApiVersion": event.api_version,
+        "Region": event.region,
+        "BackendId": event.backend_id,
+        "StatusCode": event.status_code,
+        "Streamed": event.stream,
+        "PromptTokens": usage.prompt_tokens,
+        "CachedTokens": usage.cached_tokens,
+        "CompletionTokens": usage.completion_tokens,
+        "ReasoningTokens": usage.reasoning_tokens,
+        "TotalTokens": usage.total_tokens,
+        "UsageSource": str(usage.source),
+        "InputCost": price.input_cost,
+        "CachedInputCost": price.cached_input_cost,
+        "OutputCost": price.output_cost,
+        "TotalCost": price.total_cost,
+        "Currency": price.currency,
+        "PricingStatus": str(price.status),
+        "RateCardVersion": price.rate_card_version,
+        "Tags": json.dumps(event.tags, sort_keys=True, ensure_ascii=False),
+        "EventSchemaVersion": event.schema_version,
+    }
+
+
+def process_message(message: Message, pricer: Pricer, now: datetime | None = None) -> Charge | Rejection:
+    """One message to one outcome. Never raises: an unforeseen fault is an ``internal-error`` rejection."""
+    request_id = ""
+    try:
+        event = parse_event(message.body, now=now)
+        request_id = event.request_id
+        usage = resolve_usage(event)
+        price = pricer.price(event, usage)
+        return Charge(message, build_row(event, usage, price))
+    except RejectedEvent as exc:
+        return Rejection(message, exc.reason, exc.detail, exc.field, request_id)
+    except ChargebackError as exc:
+        return Rejection(message, exc.reason, exc.detail, None, request_id)
+    except Exception as exc:  # noqa: BLE001 - the batch must go on; the event is kept with its cause
+        return Rejection(message, Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", None, request_id)
+
+
+def process_batch(messages: Iterable[Message], pricer: Pricer, now: datetime | None = None) -> BatchResult:
+    """Process a batch, one outcome per message in order (duplicates are the store's concern)."""
+    result = BatchResult()
+    for message in messages:
+        outcome = process_message(message, pricer, now)
+        if isinstance(outcome, Charge):
+            result.charges.append(outcome)
+        else:
+            result.rejections.append(outcome)
+    return result

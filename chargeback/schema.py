@@ -1,0 +1,323 @@
+"""Event contract v1 and the custom tables' columns.
+
+``parse_event`` turns one Event Hub message body into an ``Event`` or raises ``RejectedEvent``
+with a reason code. It is hand-written rather than driven by ``jsonschema`` because it runs on
+every event on the hot path; ``schemas/event.v1.schema.json`` is the published contract (the
+APIM policy tests validate against it) and ``tests/test_schema.py`` holds the two in agreement.
+
+The tables' columns live in ``schemas/tables.json``, the one file that Bicep loads too.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from chargeback.errors import Reason, RejectedEvent
+
+SCHEMA_VERSION = "1"
+MAX_BODY_BYTES = 1_048_576
+MAX_TOKENS_PER_REQUEST = 10_000_000
+MAX_TAGS = 50
+MAX_ID_LENGTH = 256
+# Events stamped further ahead than this are clock errors or forgeries, not usage.
+MAX_CLOCK_SKEW = timedelta(hours=24)
+EARLIEST_TIMESTAMP = datetime(2020, 1, 1, tzinfo=UTC)
+
+USAGE_TABLE = "AOAIChargeback_CL"
+ALERTS_TABLE = "AOAIChargebackAlerts_CL"
+
+_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,7})?(Z|[+-]\d{2}:\d{2})")
+_REQUIRED_STRINGS = ("requestId", "subscriptionId", "deployment")
+_OPTIONAL_STRINGS = (
+    "subscriptionName",
+    "productId",
+    "userId",
+    "apiId",
+    "operationId",
+    "model",
+    "apiVersion",
+    "region",
+    "backendId",
+    "requestBody",
+    "responseBody",
+)
+_OPTIONAL_BOOLS = ("stream", "truncated", "servedFromCache")
+
+
+@dataclass(frozen=True, slots=True)
+class ReportedUsage:
+    """Token counts as the service reported them, normalised across API shapes."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A validated v1 event. Optional strings are ``""`` when absent, never ``None``."""
+
+    request_id: str
+    timestamp: datetime
+    subscription_id: str
+    deployment: str
+    status_code: int
+    schema_version: str = SCHEMA_VERSION
+    subscription_name: str = ""
+    product_id: str = ""
+    user_id: str = ""
+    api_id: str = ""
+    operation_id: str = ""
+    model: str = ""
+    api_version: str = ""
+    region: str = ""
+    backend_id: str = ""
+    stream: bool = False
+    usage: ReportedUsage | None = None
+    request_body: str = ""
+    response_body: str = ""
+    truncated: bool = False
+    served_from_cache: bool = False
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def decode_body(body: bytes | str) -> dict[str, Any]:
+    """Bytes of one message to a JSON object, or RejectedEvent (size, encoding, JSON, shape)."""
+    raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
+    if len(raw) > MAX_BODY_BYTES:
+        raise RejectedEvent(Reason.BODY_TOO_LARGE, f"body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise RejectedEvent(Reason.INVALID_ENCODING, f"body is not UTF-8: {exc.reason}") from None
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise RejectedEvent(Reason.INVALID_JSON, f"body is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise RejectedEvent(Reason.NOT_AN_OBJECT, f"body is a JSON {type(value).__name__}, not an object")
+    return value
+
+
+def parse_event(body: bytes | str, *, now: datetime | None = None) -> Event:
+    """Validate one message body against contract v1; raise RejectedEvent naming the first fault."""
+    return validate_event(decode_body(body), now=now)
+
+
+def validate_event(doc: dict[str, Any], *, now: datetime | None = None) -> Event:
+    """Validate an already-decoded JSON object against contract v1."""
+    version = doc.get("schemaVersion")
+    if version is None:
+        raise RejectedEvent(Reason.MISSING_FIELD, "schemaVersion is missing", field="schemaVersion")
+    if version != SCHEMA_VERSION:
+        raise RejectedEvent(
+            Reason.UNKNOWN_SCHEMA_VERSION,
+            f"schemaVersion {version!r} is not supported (expected {SCHEMA_VERSION!r})",
+            field="schemaVersion",
+        )
+    required = {name: _required_string(doc, name) for name in _REQUIRED_STRINGS}
+    timestamp = _timestamp(doc, now)
+    status = doc.get("statusCode")
+    if status is None:
+        raise RejectedEvent(Reason.MISSING_FIELD, "statusCode is missing", field="statusCode")
+    if type(status) is not int:
+        raise RejectedEvent(Reason.WRONG_TYPE, "statusCode must be an integer", field="statusCode")
+    if not 100 <= status <= 599:
+        raise RejectedEvent(Reason.INVALID_VALUE, f"statusCode {status} is not an HTTP status", field="statusCode")
+    optional = {name: _optional_string(doc, name) for name in _OPTIONAL_STRINGS}
+    flags = {name: _optional_bool(doc, name) for name in _OPTIONAL_BOOLS}
+    return Event(
+        request_id=required["requestId"],
+        timestamp=timestamp,
+        subscription_id=required["subscriptionId"],
+        deployment=required["deployment"],
+        status_code=status,
+        subscription_name=optional["subscriptionName"],
+        product_id=optional["productId"],
+        user_id=optional["userId"],
+        api_id=optional["apiId"],
+        operation_id=optional["operationId"],
+        model=optional["model"],
+        api_version=optional["apiVersion"],
+        region=optional["region"],
+        backend_id=optional["backendId"],
+        request_body=optional["requestBody"],
+        response_body=optional["responseBody"],
+        stream=flags["stream"],
+        truncated=flags["truncated"],
+        served_from_cache=flags["servedFromCache"],
+        usage=parse_usage(doc.get("usage")),
+        tags=_tags(doc.get("tags")),
+    )
+
+
+def _required_string(doc: dict[str, Any], name: str) -> str:
+    value = doc.get(name)
+    if value is None:
+        raise RejectedEvent(Reason.MISSING_FIELD, f"{name} is missing", field=name)
+    if not isinstance(value, str):
+        raise RejectedEvent(Reason.WRONG_TYPE, f"{name} must be a string", field=name)
+    if not value.strip():
+        raise RejectedEvent(Reason.MISSING_FIELD, f"{name} is empty", field=name)
+    if len(value) > MAX_ID_LENGTH:
+        raise RejectedEvent(Reason.INVALID_VALUE, f"{name} is longer than {MAX_ID_LENGTH}", field=name)
+    return value
+
+
+def _optional_string(doc: dict[str, Any], name: str) -> str:
+    value = doc.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise RejectedEvent(Reason.WRONG_TYPE, f"{name} must be a string or null", field=name)
+    return value
+
+
+def _optional_bool(doc: dict[str, Any], name: str) -> bool:
+    value = doc.get(name)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise RejectedEvent(Reason.WRONG_TYPE, f"{name} must be a boolean or null", field=name)
+    return value
+
+
+def _timestamp(doc: dict[str, Any], now: datetime | None) -> datetime:
+    value = doc.get("timestamp")
+    if value is None:
+        raise RejectedEvent(Reason.MISSING_FIELD, "timestamp is missing", field="timestamp")
+    if not isinstance(value, str):
+        raise RejectedEvent(Reason.WRONG_TYPE, "timestamp must be an ISO-8601 string", field="timestamp")
+    if not _TIMESTAMP.fullmatch(value):
+        raise RejectedEvent(
+            Reason.BAD_TIMESTAMP, f"timestamp {value[:40]!r} is not ISO-8601 with a UTC offset", field="timestamp"
+        )
+    try:
+        parsed = datetime.fromisoformat(value).astimezone(UTC)
+    except ValueError:
+        raise RejectedEvent(Reason.BAD_TIMESTAMP, f"timestamp {value!r} is not a real date", field="timestamp") from None
+    if parsed < EARLIEST_TIMESTAMP:
+        raise RejectedEvent(Reason.BAD_TIMESTAMP, f"timestamp {value} is before 2020", field="timestamp")
+    if now is not None and parsed > now + MAX_CLOCK_SKEW:
+        raise RejectedEvent(Reason.BAD_TIMESTAMP, f"timestamp {value} is in the future", field="timestamp")
+    return parsed
+
+
+def _count(container: dict[str, Any], name: str, where: str) -> int | None:
+    value = container.get(name)
+    if value is None:
+        return None
+    if type(value) is not int:
+        raise RejectedEvent(Reason.WRONG_TYPE, f"{where}.{name} must be an integer", field=f"{where}.{name}")
+    if value < 0:
+        raise RejectedEvent(Reason.NEGATIVE_TOKENS, f"{where}.{name} is negative ({value})", field=f"{where}.{name}")
+    if value > MAX_TOKENS_PER_REQUEST:
+        raise RejectedEvent(
+            Reason.TOKENS_TOO_LARGE,
+            f"{where}.{name} is {value}, over {MAX_TOKENS_PER_REQUEST} per request",
+            field=f"{where}.{name}",
+        )
+    return value
+
+
+def _details(usage: dict[str, Any], names: tuple[str, ...]) -> tuple[str, dict[str, Any]]:
+    for name in names:
+        value = usage.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            raise RejectedEvent(Reason.WRONG_TYPE, f"usage.{name} must be an object", field=f"usage.{name}")
+        return f"usage.{name}", value
+    return "usage", {}
+
+
+def parse_usage(usage: Any) -> ReportedUsage | None:
+    """Normalise a chat, Responses API, embeddings or completions ``usage`` object.
+
+    Returns None when there is no usable usage (absent, null, or no prompt/input count), so that
+    resolution falls through to the stream chunk or a recount.
+    """
+    if usage is None:
+        return None
+    if not isinstance(usage, dict):
+        raise RejectedEvent(Reason.WRONG_TYPE, "usage must be an object or null", field="usage")
+    counts = {
+        name: _count(usage, name, "usage")
+        for name in ("prompt_tokens", "input_tokens", "completion_tokens", "output_tokens", "total_tokens")
+    }
+    where_in, details_in = _details(usage, ("prompt_tokens_details", "input_tokens_details"))
+    where_out, details_out = _details(usage, ("completion_tokens_details", "output_tokens_details"))
+    cached = _count(details_in, "cached_tokens", where_in) or 0
+    reasoning = _count(details_out, "reasoning_tokens", where_out) or 0
+    prompt = counts["prompt_tokens"] if counts["prompt_tokens"] is not None else counts["input_tokens"]
+    if prompt is None:
+        return None
+    completion = counts["completion_tokens"] if counts["completion_tokens"] is not None else counts["output_tokens"]
+    completion = completion or 0
+    if cached > prompt:
+        raise RejectedEvent(
+            Reason.CACHED_EXCEEDS_PROMPT, f"cached tokens {cached} exceed prompt tokens {prompt}", field=where_in
+        )
+    if reasoning > completion:
+        raise RejectedEvent(
+            Reason.REASONING_EXCEEDS_COMPLETION,
+            f"reasoning tokens {reasoning} exceed completion tokens {completion}",
+            field=where_out,
+        )
+    return ReportedUsage(prompt, completion, cached, reasoning)
+
+
+def _tags(value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise RejectedEvent(Reason.WRONG_TYPE, "tags must be an object of strings", field="tags")
+    if len(value) > MAX_TAGS:
+        raise RejectedEvent(Reason.INVALID_VALUE, f"tags has {len(value)} entries; at most {MAX_TAGS}", field="tags")
+    for key, tag in value.items():
+        if not isinstance(tag, str):
+            raise RejectedEvent(Reason.WRONG_TYPE, f"tags.{key} must be a string", field=f"tags.{key}")
+        if len(tag) > MAX_ID_LENGTH:
+            raise RejectedEvent(Reason.INVALID_VALUE, f"tags.{key} is too long", field=f"tags.{key}")
+    return dict(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One column of a custom table, with its Log Analytics type."""
+
+    name: str
+    type: str
+    description: str
+
+
+@cache
+def _tables() -> dict[str, Any]:
+    text = resources.files("chargeback").joinpath("schemas", "tables.json").read_text(encoding="utf-8")
+    tables: dict[str, Any] = json.loads(text)
+    return tables
+
+
+def table_columns(table: str = USAGE_TABLE) -> tuple[Column, ...]:
+    """The columns of a custom table, in order, from ``schemas/tables.json``."""
+    spec = _tables()[table]["columns"]
+    return tuple(Column(c["name"], c["type"], c["description"]) for c in spec)
+
+
+@cache
+def event_json_schema() -> dict[str, Any]:
+    """The published v1 event contract as a JSON Schema document."""
+    text = resources.files("chargeback").joinpath("schemas", "event.v1.schema.json").read_text(encoding="utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema

@@ -1,0 +1,129 @@
+"""One settings object, read from an environment mapping on demand (never at import time).
+
+The names are binding: the same in ``local.settings.sample.json``, the Bicep app settings and the
+README. ``Settings.from_env(os.environ)`` is called by each trigger invocation and by the CLI.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from importlib import resources
+from pathlib import Path
+from urllib.parse import urlparse
+
+from chargeback.errors import ConfigError
+
+SINKS = ("duckdb", "loganalytics")
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+
+
+def default_config_path(name: str) -> Path:
+    """Path of a configuration file shipped inside the package (rate card, deployments, budgets)."""
+    return Path(str(resources.files("chargeback").joinpath("config", name)))
+
+
+def is_local_endpoint(url: str) -> bool:
+    """True for the local stand-ins (Azurite, the local Log Analytics server): no credential needed."""
+    return (urlparse(url).hostname or "").lower() in LOCAL_HOSTS
+
+
+def check_endpoint(name: str, url: str) -> str:
+    """An endpoint must be https, unless it points at a local stand-in."""
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ConfigError(f"{name}={url!r} is not an http(s) URL")
+    if parsed.scheme == "http" and not is_local_endpoint(url):
+        raise ConfigError(f"{name}={url!r} must use https (plain http is only for localhost stand-ins)")
+    return url.rstrip("/")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every setting the app reads; the attribute is the environment name in lower case."""
+
+    chargeback_sink: str = "duckdb"
+    chargeback_duckdb_path: str = ".chargeback/chargeback.duckdb"
+    eventhub_name: str = ""
+    eventhub_consumer_group: str = "$Default"
+    eventhub__fullyqualifiednamespace: str = ""
+    logs_ingestion_endpoint: str = ""
+    logs_dcr_immutable_id: str = ""
+    logs_stream_name: str = "Custom-AOAIChargeback_CL"
+    logs_alerts_stream_name: str = "Custom-AOAIChargebackAlerts_CL"
+    log_analytics_workspace_id: str = ""
+    log_analytics_query_endpoint: str = ""
+    azure_client_id: str = ""
+    storage_blob_endpoint: str = ""
+    storage_connection_string: str = ""
+    deadletter_container: str = ""
+    exports_container: str = ""
+    deadletter_path: str = ".chargeback/deadletter"
+    exports_path: str = ".chargeback/exports"
+    rate_card_path: str = ""
+    deployments_path: str = ""
+    budgets_path: str = ""
+    rollup_grace_hours: int = 48
+    alert_webhook_url: str = ""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read settings from ``environ`` (default ``os.environ``); blank values mean the default."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for spec in fields(cls):
+            raw = env.get(spec.name.upper(), "").strip()
+            if not raw:
+                continue
+            if spec.type == "int":
+                try:
+                    values[spec.name] = int(raw)
+                except ValueError:
+                    raise ConfigError(f"{spec.name.upper()}={raw!r} must be a whole number") from None
+            else:
+                values[spec.name] = raw
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Raise ConfigError for settings that cannot work together."""
+        if self.chargeback_sink not in SINKS:
+            raise ConfigError(f"CHARGEBACK_SINK={self.chargeback_sink!r}; expected one of {', '.join(SINKS)}")
+        if self.rollup_grace_hours < 0:
+            raise ConfigError("ROLLUP_GRACE_HOURS must not be negative")
+        if self.chargeback_sink == "loganalytics":
+            missing = [
+                name.upper()
+                for name in ("logs_ingestion_endpoint", "logs_dcr_immutable_id")
+                if not getattr(self, name)
+            ]
+            if missing:
+                raise ConfigError(f"CHARGEBACK_SINK=loganalytics needs {', '.join(missing)}")
+        for name in ("logs_ingestion_endpoint", "log_analytics_query_endpoint", "storage_blob_endpoint"):
+            value = getattr(self, name)
+            if value:
+                check_endpoint(name.upper(), value)
+        if self.alert_webhook_url:
+            check_endpoint("ALERT_WEBHOOK_URL", self.alert_webhook_url)
+
+    @property
+    def rate_card(self) -> Path:
+        """The rate card CSV: RATE_CARD_PATH or the one shipped with the package."""
+        return Path(self.rate_card_path) if self.rate_card_path else default_config_path("rate_card.csv")
+
+    @property
+    def deployments(self) -> Path:
+        """The deployments map CSV: DEPLOYMENTS_PATH or the one shipped with the package."""
+        return Path(self.deployments_path) if self.deployments_path else default_config_path("deployments.csv")
+
+    @property
+    def budgets(self) -> Path:
+        """The budgets CSV: BUDGETS_PATH or the one shipped with the package."""
+        return Path(self.budgets_path) if self.budgets_path else default_config_path("budgets.csv")
+
+    @property
+    def uses_blob(self) -> bool:
+        """True when dead-letters and exports go to Blob Storage rather than local folders."""
+        return bool(self.storage_blob_endpoint or self.storage_connection_string)

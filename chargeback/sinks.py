@@ -1,0 +1,132 @@
+"""The edges' contracts: where usage rows and dead-letters go, whatever the backend.
+
+A ``UsageWriter`` takes rows and says which it wrote, which it already had (duplicates) and which
+it could not take (``failed``, with a reason); a ``DeadLetterStore`` takes dead-letter records or
+raises ``SinkError``. ``chargeback.ingest`` combines the two so that nothing is lost.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+from chargeback.errors import Reason
+from chargeback.pipeline import Message, Row, Source
+
+DEADLETTER_FORMAT = "aoai-chargeback-deadletter/1"
+
+
+@dataclass(frozen=True, slots=True)
+class FailedRow:
+    """A row a writer could not take, and why."""
+
+    row: Row
+    reason: Reason
+    detail: str
+
+
+@dataclass(slots=True)
+class WriteResult:
+    """What a writer did with a batch of rows: every row is counted in exactly one field."""
+
+    written: int = 0
+    duplicates: int = 0
+    failed: list[FailedRow] = field(default_factory=list)
+    # RequestIds known to be new, when the backend can tell (DuckDB can; Log Analytics cannot).
+    written_keys: set[str] | None = None
+
+
+class UsageWriter(Protocol):
+    """Writes usage rows; a row whose RequestId it already holds may be reported as a duplicate."""
+
+    def write(self, rows: Sequence[Row]) -> WriteResult:
+        """Write rows; rows that cannot be written are returned in ``failed``, never dropped."""
+        ...
+
+
+class DeadLetterStore(Protocol):
+    """Keeps what could not be charged, with the original body, so it can be replayed."""
+
+    def put(self, records: Sequence[DeadLetter]) -> None:
+        """Persist every record or raise SinkError; partial success must be safe to repeat."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One dead-lettered message: the untouched body, the reason code and where it came from."""
+
+    message: Message
+    reason: Reason
+    detail: str
+    dead_lettered_at: datetime
+    field: str | None = None
+    request_id: str = ""
+
+    @property
+    def id(self) -> str:
+        """Stable id (body and reason), so a repeated put or a second replay is recognisable."""
+        digest = hashlib.sha256(self.message.body)
+        digest.update(b"\0" + self.reason.value.encode())
+        return digest.hexdigest()[:32]
+
+    def to_json(self) -> str:
+        """One JSONL line. The body is kept as text when it is UTF-8, else as base64."""
+        record: dict[str, Any] = {
+            "format": DEADLETTER_FORMAT,
+            "id": self.id,
+            "reason": self.reason.value,
+            "detail": self.detail,
+            "field": self.field,
+            "requestId": self.request_id or None,
+            "deadLetteredAt": self.dead_lettered_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "source": self.message.source.as_dict(),
+        }
+        try:
+            record["body"] = self.message.body.decode("utf-8")
+        except UnicodeDecodeError:
+            record["bodyBase64"] = base64.b64encode(self.message.body).decode("ascii")
+        return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, line: str) -> DeadLetter:
+        """Read back one JSONL line written by ``to_json``."""
+        record = json.loads(line)
+        if "bodyBase64" in record:
+            body = base64.b64decode(record["bodyBase64"])
+        else:
+            body = str(record["body"]).encode("utf-8")
+        src = record.get("source") or {}
+        source = Source(
+            kind=src.get("kind", ""),
+            name=src.get("name", ""),
+            position=src.get("position", ""),
+            enqueued_time=src.get("enqueuedTime", ""),
+        )
+        return cls(
+            message=Message(body, source),
+            reason=Reason(record["reason"]),
+            detail=record.get("detail", ""),
+            dead_lettered_at=datetime.fromisoformat(record["deadLetteredAt"]),
+            field=record.get("field"),
+            request_id=record.get("requestId") or "",
+        )
+
+
+def row_for_json(row: Row) -> dict[str, Any]:
+    """A row with wire-safe values: ISO-8601 UTC strings for datetimes, floats for Decimal costs."""
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if isinstance(value, datetime):
+            out[key] = value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        elif isinstance(value, Decimal):
+            out[key] = float(value)
+        else:
+            out[key] = value
+    return out

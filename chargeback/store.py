@@ -1,0 +1,121 @@
+"""The embedded store: a DuckDB file holding ``AOAIChargeback_CL`` (and the alerts table).
+
+RequestId is the primary key, so a second delivery of the same call adds no row and is counted as
+a duplicate: at-least-once delivery in, exactly-once charged. Columns come from
+``schemas/tables.json``, the file the Bicep loads too.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from chargeback.errors import Reason
+from chargeback.pipeline import Row
+from chargeback.schema import ALERTS_TABLE, USAGE_TABLE, Column, table_columns
+from chargeback.sinks import FailedRow, WriteResult
+
+if TYPE_CHECKING:
+    import duckdb
+
+# Log Analytics column type -> DuckDB type. `dynamic` is kept as JSON text.
+DUCKDB_TYPES = {
+    "string": "VARCHAR",
+    "int": "INTEGER",
+    "long": "BIGINT",
+    "real": "DOUBLE",
+    "boolean": "BOOLEAN",
+    "dateTime": "TIMESTAMP",
+    "dynamic": "VARCHAR",
+}
+PRIMARY_KEYS = {USAGE_TABLE: "RequestId", ALERTS_TABLE: "AlertId"}
+
+
+def create_table_sql(table: str) -> str:
+    """CREATE TABLE statement for a custom table, with its idempotency key as primary key."""
+    columns = ",\n  ".join(f'"{c.name}" {DUCKDB_TYPES[c.type]}' for c in table_columns(table))
+    return f'CREATE TABLE IF NOT EXISTS "{table}" (\n  {columns},\n  PRIMARY KEY ("{PRIMARY_KEYS[table]}")\n)'
+
+
+def _utc_naive(value: datetime) -> datetime:
+    """DuckDB TIMESTAMP holds UTC wall time; KQL sees it as a UTC datetime."""
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+
+
+def _column_values(columns: Sequence[Column], rows: Sequence[Row]) -> dict[str, list[Any]]:
+    data: dict[str, list[Any]] = {}
+    for column in columns:
+        values = [row.get(column.name) for row in rows]
+        if column.type == "real":
+            values = [float(v) if isinstance(v, Decimal) else v for v in values]
+        elif column.type == "dateTime":
+            values = [_utc_naive(v) if isinstance(v, datetime) else v for v in values]
+        data[column.name] = values
+    return data
+
+
+class DuckDBStore:
+    """A DuckDB file (or ``:memory:``) with the custom tables; thread-safe for one process."""
+
+    def __init__(self, path: str | Path = ":memory:") -> None:
+        import duckdb
+
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self.connection: duckdb.DuckDBPyConnection = duckdb.connect(self.path)
+        for table in PRIMARY_KEYS:
+            self.connection.execute(create_table_sql(table))
+
+    def write(self, rows: Sequence[Row]) -> WriteResult:
+        """Insert usage rows; existing RequestIds are duplicates; a database error fails the rows."""
+        return self.insert(USAGE_TABLE, rows)
+
+    def insert(self, table: str, rows: Sequence[Row]) -> WriteResult:
+        """Insert rows into a table, skipping keys it already holds."""
+        if not rows:
+            return WriteResult()
+        import duckdb
+        import pandas as pd
+
+        columns = table_columns(table)
+        frame = pd.DataFrame(_column_values(columns, rows), columns=[c.name for c in columns])
+        names = ", ".join(f'"{c.name}"' for c in columns)
+        key = PRIMARY_KEYS[table]
+        try:
+            with self._lock:
+                self.connection.register("incoming_rows", frame)
+                try:
+                    inserted = self.connection.execute(
+                        f'INSERT INTO "{table}" ({names}) SELECT {names} FROM incoming_rows '
+                        f'ON CONFLICT DO NOTHING RETURNING "{key}"'
+                    ).fetchall()
+                finally:
+                    self.connection.unregister("incoming_rows")
+        except duckdb.Error as exc:
+            detail = f"DuckDB refused the batch: {type(exc).__name__}: {exc}"
+            return WriteResult(failed=[FailedRow(row, Reason.WRITE_FAILED, detail) for row in rows])
+        new_keys = {value for (value,) in inserted}
+        return WriteResult(written=len(new_keys), duplicates=len(rows) - len(new_keys), written_keys=new_keys)
+
+    def count(self, table: str = USAGE_TABLE) -> int:
+        """Number of rows in a table."""
+        with self._lock:
+            result = self.connection.execute(f'SELECT count(*) FROM "{table}"').fetchone()
+        return int(result[0]) if result else 0
+
+    def close(self) -> None:
+        """Close the database file."""
+        with self._lock:
+            self.connection.close()
+
+    def __enter__(self) -> DuckDBStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
