@@ -7,6 +7,7 @@ on the same name instead of doubling them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections.abc import Iterator, Sequence
@@ -46,7 +47,8 @@ class LocalDeadLetterStore:
                 os.fsync(handle.fileno())
             os.replace(temp, target)
         except OSError as exc:
-            temp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                temp.unlink(missing_ok=True)
             cls = SinkUnavailable if isinstance(exc, (TimeoutError, ConnectionError)) else SinkError
             raise cls(f"dead-letter folder {self.root} refused {len(records)} records: {exc}") from exc
 

@@ -1,0 +1,60 @@
+"""The local dead-letter folder: atomic JSONL files, bodies kept intact, safe to repeat."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from chargeback.deadletter import LocalDeadLetterStore
+from chargeback.errors import Reason, SinkError
+from chargeback.pipeline import Message, Source
+from chargeback.sinks import DeadLetter
+
+STAMP = datetime(2026, 10, 20, 12, 30, tzinfo=UTC)
+
+
+def letter(body: bytes, reason: Reason = Reason.INVALID_JSON) -> DeadLetter:
+    return DeadLetter(Message(body, Source("file", "events.jsonl", "7")), reason, "detail", STAMP)
+
+
+def test_records_round_trip_with_original_body_reason_time_and_source(tmp_path: Path):
+    """What is put is read back byte-for-byte, with reason, time and origin."""
+    store = LocalDeadLetterStore(tmp_path)
+    store.put([letter(b'{"cut": '), letter(b"\xff\xfe binary", Reason.INVALID_ENCODING)])
+    back = list(store.records())
+    assert [r.message.body for r in back] == [b'{"cut": ', b"\xff\xfe binary"]
+    assert [r.reason for r in back] == [Reason.INVALID_JSON, Reason.INVALID_ENCODING]
+    assert back[0].dead_lettered_at == STAMP
+    assert back[0].message.source == Source("file", "events.jsonl", "7")
+
+
+def test_files_are_dated_jsonl_with_a_readable_record(tmp_path: Path):
+    """Each put is one JSONL file under YYYY/MM/DD; the body is stored as text when it is UTF-8."""
+    store = LocalDeadLetterStore(tmp_path)
+    store.put([letter(b'{"schemaVersion":"9"}', Reason.UNKNOWN_SCHEMA_VERSION)])
+    [path] = store.files()
+    assert path.relative_to(tmp_path).parts[:3] == ("2026", "10", "20")
+    record = json.loads(path.read_text())
+    assert record["reason"] == "unknown-schema-version"
+    assert record["body"] == '{"schemaVersion":"9"}'
+    assert record["deadLetteredAt"] == "2026-10-20T12:30:00Z"
+
+
+def test_repeating_a_put_does_not_double_the_records(tmp_path: Path):
+    """A retried batch writes the same file name, so its records are not duplicated."""
+    store = LocalDeadLetterStore(tmp_path)
+    batch = [letter(b"a"), letter(b"b")]
+    store.put(batch)
+    store.put(batch)
+    assert len(list(store.records())) == 2
+
+
+def test_path_that_is_a_file_raises_sink_error(tmp_path: Path):
+    """A dead-letter path that is not a folder raises SinkError (works as root too)."""
+    blocker = tmp_path / "dl"
+    blocker.write_text("not a folder")
+    with pytest.raises(SinkError):
+        LocalDeadLetterStore(blocker).put([letter(b"x")])

@@ -1,0 +1,74 @@
+"""The pure pipeline: one message, one outcome; the row carries DESIGN's columns and exact costs."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from chargeback.errors import Reason
+from chargeback.pipeline import Charge, Message, Rejection, Source, process_batch, process_message
+from chargeback.schema import table_columns
+from tests.conftest import make_event, to_body
+
+NOW = datetime(2026, 11, 1, tzinfo=UTC)
+SRC = Source("file", "t.jsonl", "1")
+
+
+def test_row_has_exactly_the_table_columns(pricer):
+    """A charged row has every column of AOAIChargeback_CL and nothing else."""
+    outcome = process_message(Message(to_body(make_event()), SRC), pricer, NOW)
+    assert isinstance(outcome, Charge)
+    assert list(outcome.row) == [c.name for c in table_columns()]
+
+
+def test_row_values_follow_the_event_usage_and_price(pricer):
+    """Reported usage is priced at the card in force (after the 2026-10-15 gpt-4o change)."""
+    event = make_event(
+        tags={"project": "alpha"},
+        usage={"prompt_tokens": 1000, "completion_tokens": 200, "prompt_tokens_details": {"cached_tokens": 400}},
+    )
+    row = process_message(Message(to_body(event), SRC), pricer, NOW).row  # type: ignore[union-attr]
+    assert row["TimeGenerated"] == datetime(2026, 10, 20, 10, 15, 30, 123456, tzinfo=UTC)
+    assert (row["PromptTokens"], row["CachedTokens"], row["CompletionTokens"], row["TotalTokens"]) == (1000, 400, 200, 1200)
+    assert row["UsageSource"] == "reported"
+    assert (row["Model"], row["ModelVersion"], row["DeploymentType"]) == ("gpt-4o", "2024-11-20", "global")
+    assert row["InputCost"] == Decimal("600") * Decimal("2.50") / Decimal(1_000_000)
+    assert row["CachedInputCost"] == Decimal("400") * Decimal("1.25") / Decimal(1_000_000)
+    assert row["OutputCost"] == Decimal("200") * Decimal("10.00") / Decimal(1_000_000)
+    assert row["TotalCost"] == Decimal("0.0015") + Decimal("0.0005") + Decimal("0.002")
+    assert (row["PricingStatus"], row["Currency"]) == ("priced", "USD")
+    assert row["RateCardVersion"].startswith("test-card+")
+    assert json.loads(row["Tags"]) == {"project": "alpha"}
+    assert row["EventSchemaVersion"] == "1"
+
+
+def test_rejection_keeps_the_message_and_names_the_field(pricer):
+    """A bad event becomes a Rejection with its reason, field and untouched body."""
+    body = to_body(make_event(statusCode="oops"))
+    outcome = process_message(Message(body, SRC), pricer, NOW)
+    assert isinstance(outcome, Rejection)
+    assert (outcome.reason, outcome.field, outcome.message.body) == (Reason.WRONG_TYPE, "statusCode", body)
+
+
+def test_batch_has_one_outcome_per_message_in_order(pricer):
+    """Good and bad messages are split, none dropped, none doubled."""
+    bodies = [to_body(make_event()), b"garbage", to_body(make_event(usage={"prompt_tokens": -1}))]
+    result = process_batch([Message(b, SRC) for b in bodies], pricer, NOW)
+    assert len(result.charges) == 1
+    assert [r.reason for r in result.rejections] == [Reason.INVALID_JSON, Reason.NEGATIVE_TOKENS]
+
+
+class ExplodingPricer:
+    def price(self, event, usage):
+        raise ZeroDivisionError("bug")
+
+
+def test_an_unforeseen_fault_is_an_internal_error_rejection_not_a_crash():
+    """A bug downstream of parsing dead-letters the event with internal-error and its request id."""
+    event = make_event()
+    outcome = process_message(Message(to_body(event), SRC), ExplodingPricer(), NOW)  # type: ignore[arg-type]
+    assert isinstance(outcome, Rejection)
+    assert outcome.reason == Reason.INTERNAL_ERROR
+    assert outcome.request_id == event["requestId"]
+    assert "ZeroDivisionError" in outcome.detail

@@ -1,0 +1,80 @@
+"""The embedded DuckDB store: schema from tables.json, idempotent inserts, failures returned not raised."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+from chargeback.errors import Reason
+from chargeback.schema import table_columns
+from chargeback.store import DuckDBStore, create_table_sql
+
+
+def row(request_id: str, cost: str | None = "0.0125") -> dict:
+    values = {c.name: "" for c in table_columns()}
+    values.update(
+        TimeGenerated=datetime(2026, 10, 20, 12, 0, tzinfo=UTC),
+        RequestId=request_id,
+        StatusCode=200,
+        Streamed=False,
+        PromptTokens=1000,
+        CachedTokens=0,
+        CompletionTokens=100,
+        ReasoningTokens=0,
+        TotalTokens=1100,
+        InputCost=Decimal(cost) if cost else None,
+        CachedInputCost=Decimal(0) if cost else None,
+        OutputCost=Decimal(0) if cost else None,
+        TotalCost=Decimal(cost) if cost else None,
+        Tags='{"project": "alpha"}',
+    )
+    return values
+
+
+def test_table_has_every_schema_column_with_request_id_as_key():
+    """The DuckDB table is created from tables.json with RequestId as primary key."""
+    sql = create_table_sql("AOAIChargeback_CL")
+    for column in table_columns():
+        assert f'"{column.name}"' in sql
+    assert 'PRIMARY KEY ("RequestId")' in sql
+
+
+def test_second_delivery_of_a_request_id_adds_no_row():
+    """Writing the same RequestId twice stores one row and reports one duplicate."""
+    with DuckDBStore() as store:
+        first = store.write([row("a"), row("b")])
+        second = store.write([row("b"), row("c")])
+        assert (first.written, first.duplicates) == (2, 0)
+        assert (second.written, second.duplicates) == (1, 1)
+        assert second.written_keys == {"c"}
+        assert store.count() == 3
+
+
+def test_duplicates_inside_one_batch_are_stored_once():
+    """Two rows with one RequestId in the same write are one row and one duplicate."""
+    with DuckDBStore() as store:
+        result = store.write([row("x"), row("x")])
+        assert (result.written, result.duplicates) == (1, 1)
+
+
+def test_values_round_trip_with_utc_time_and_null_costs(tmp_path: Path):
+    """Times are stored as UTC, Decimal costs as numbers, unpriced costs as NULL, in a real file."""
+    path = tmp_path / "store" / "usage.duckdb"
+    with DuckDBStore(path) as store:
+        store.write([row("priced", "0.0125"), row("unpriced", None)])
+    with DuckDBStore(path) as store:
+        got = store.connection.execute(
+            'SELECT RequestId, TimeGenerated, TotalCost FROM "AOAIChargeback_CL" ORDER BY RequestId'
+        ).fetchall()
+    assert got == [("priced", datetime(2026, 10, 20, 12, 0), 0.0125), ("unpriced", datetime(2026, 10, 20, 12, 0), None)]
+
+
+def test_database_error_returns_every_row_as_failed():
+    """When DuckDB refuses a batch, every row comes back as failed with write-failed, none is lost."""
+    store = DuckDBStore()
+    store.connection.execute('DROP TABLE "AOAIChargeback_CL"')
+    result = store.write([row("a"), row("b")])
+    assert result.written == 0
+    assert [f.reason for f in result.failed] == [Reason.WRITE_FAILED, Reason.WRITE_FAILED]
+    assert "DuckDB refused" in result.failed[0].detail
