@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gzip
+import logging
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -28,7 +29,9 @@ DEFAULT_BATCH = 2000
 def _open(path: Path) -> IO[bytes]:
     if str(path) == "-":
         return sys.stdin.buffer
-    return gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
+    if path.suffix == ".gz":
+        return gzip.GzipFile(path, "rb")  # type: ignore[return-value]  # GzipFile is a binary IO
+    return path.open("rb")
 
 
 def read_messages(path: Path, batch_size: int = DEFAULT_BATCH) -> Iterator[tuple[list[Message], int]]:
@@ -62,11 +65,13 @@ def _settings(args: argparse.Namespace) -> Settings:
         "deadletter_path": getattr(args, "deadletter", None),
         "exports_path": getattr(args, "out", None),
     }
-    chosen = {key: str(value) for key, value in overrides.items() if value}
+    chosen: dict[str, Any] = {key: str(value) for key, value in overrides.items() if value}
     return dataclasses.replace(settings, **chosen)
 
 
-def ingest_files(paths: Sequence[Path], settings: Settings, *, batch_size: int, progress: bool) -> IngestSummary:
+def ingest_files(
+    paths: Sequence[Path], settings: Settings, *, batch_size: int, progress: bool
+) -> IngestSummary:
     """Ingest JSONL files with the same pipeline as the Function, showing progress on a terminal."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -119,7 +124,12 @@ def print_summary(summary: IngestSummary, console: Any) -> None:
         console.print(table)
     if summary.cost_by_subscription:
         costs = Table(title="Cost per subscription (rows written this run)", title_justify="left")
-        for name, justify in (("subscription", "left"), ("name", "left"), ("requests", "right"), ("cost", "right")):
+        for name, justify in (
+            ("subscription", "left"),
+            ("name", "left"),
+            ("requests", "right"),
+            ("cost", "right"),
+        ):
             costs.add_column(name, justify=justify)  # type: ignore[arg-type]
         costs.add_column("currency")
         ranked = sorted(summary.cost_by_subscription.items(), key=lambda item: item[1], reverse=True)
@@ -152,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser; every command and option is documented in the README."""
     parser = argparse.ArgumentParser(prog="chargeback", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every batch (default: errors only)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def storage_options(sub: argparse.ArgumentParser) -> None:
@@ -163,7 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     ingest = commands.add_parser("ingest", help="ingest JSONL files of Event Hub message bodies")
     ingest.add_argument("paths", nargs="+", metavar="PATH", help="JSONL file, .jsonl.gz, or - for stdin")
     storage_options(ingest)
-    ingest.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help="events per batch (memory bound)")
+    ingest.add_argument(
+        "--batch-size", type=int, default=DEFAULT_BATCH, help="events per batch (memory bound)"
+    )
     ingest.set_defaults(handler=cmd_ingest)
 
     demo = commands.add_parser("demo", help="generate a realistic month, ingest it and report it")
@@ -181,6 +194,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rich.console import Console
 
     args = build_parser().parse_args(argv)
+    # The summary tables already report dead-letters; per-batch log lines are for -v.
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.ERROR, format="%(levelname)s %(message)s"
+    )
     console = Console()
     try:
         code: int = args.handler(args, console)

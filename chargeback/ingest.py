@@ -78,7 +78,7 @@ def _write(writer: UsageWriter, charges: list[Charge]) -> WriteResult:
         result = writer.write(rows)
     except SinkError as exc:
         return WriteResult(failed=[FailedRow(row, exc.reason, exc.detail) for row in rows])
-    except Exception as exc:  # noqa: BLE001 - a writer bug must not lose the rows: they go to dead-letter
+    except Exception as exc:
         detail = f"writer raised {type(exc).__name__}: {exc}"
         return WriteResult(failed=[FailedRow(row, Reason.INTERNAL_ERROR, detail) for row in rows])
     accounted = result.written + result.duplicates + len(result.failed)
@@ -111,14 +111,16 @@ def ingest_batch(
         failure = failed_ids.get(id(charge.row))
         if failure is not None:
             records.append(
-                DeadLetter(charge.message, failure.reason, failure.detail, stamp, None, charge.row["RequestId"])
+                DeadLetter(
+                    charge.message, failure.reason, failure.detail, stamp, None, charge.row["RequestId"]
+                )
             )
     if records:
         try:
             deadletter.put(records)
         except Exception as exc:
             log.critical(
-                "chargeback: %d of %d events could not be dead-lettered (%s); raising so the batch is retried",
+                "chargeback: %d of %d events could not be dead-lettered (%s); raising so it is retried",
                 len(records),
                 len(batch),
                 exc,

@@ -127,7 +127,7 @@ def process_message(message: Message, pricer: Pricer, now: datetime | None = Non
         return Rejection(message, exc.reason, exc.detail, exc.field, request_id)
     except ChargebackError as exc:
         return Rejection(message, exc.reason, exc.detail, None, request_id)
-    except Exception as exc:  # noqa: BLE001 - the batch must go on; the event is kept with its cause
+    except Exception as exc:
         return Rejection(message, Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", None, request_id)
 
 

@@ -76,7 +76,9 @@ def build_writer(settings: Settings) -> UsageWriter:
 def build_deadletter(settings: Settings) -> DeadLetterStore:
     """The dead-letter store: a Blob container when one is configured, else the local folder."""
     if settings.uses_blob and settings.deadletter_container:
-        raise ConfigError("Blob dead-letter is not available in this build; unset STORAGE_* to use DEADLETTER_PATH")
+        raise ConfigError(
+            "Blob dead-letter is not available in this build; unset STORAGE_* to use DEADLETTER_PATH"
+        )
     from chargeback.deadletter import LocalDeadLetterStore
 
     return LocalDeadLetterStore(settings.deadletter_path)
@@ -85,7 +87,9 @@ def build_deadletter(settings: Settings) -> DeadLetterStore:
 def _iso(value: datetime | None) -> str:
     if value is None:
         return ""
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value.tzinfo else value.isoformat() + "Z"
+    return (
+        value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value.tzinfo else value.isoformat() + "Z"
+    )
 
 
 def messages_from_event_hub(events: Iterable[EventHubEventLike]) -> list[Message]:

@@ -134,7 +134,9 @@ def validate_event(doc: dict[str, Any], *, now: datetime | None = None) -> Event
     if type(status) is not int:
         raise RejectedEvent(Reason.WRONG_TYPE, "statusCode must be an integer", field="statusCode")
     if not 100 <= status <= 599:
-        raise RejectedEvent(Reason.INVALID_VALUE, f"statusCode {status} is not an HTTP status", field="statusCode")
+        raise RejectedEvent(
+            Reason.INVALID_VALUE, f"statusCode {status} is not an HTTP status", field="statusCode"
+        )
     optional = {name: _optional_string(doc, name) for name in _OPTIONAL_STRINGS}
     flags = {name: _optional_bool(doc, name) for name in _OPTIONAL_BOOLS}
     return Event(
@@ -201,12 +203,16 @@ def _timestamp(doc: dict[str, Any], now: datetime | None) -> datetime:
         raise RejectedEvent(Reason.WRONG_TYPE, "timestamp must be an ISO-8601 string", field="timestamp")
     if not _TIMESTAMP.fullmatch(value):
         raise RejectedEvent(
-            Reason.BAD_TIMESTAMP, f"timestamp {value[:40]!r} is not ISO-8601 with a UTC offset", field="timestamp"
+            Reason.BAD_TIMESTAMP,
+            f"timestamp {value[:40]!r} is not ISO-8601 with a UTC offset",
+            field="timestamp",
         )
     try:
         parsed = datetime.fromisoformat(value).astimezone(UTC)
     except ValueError:
-        raise RejectedEvent(Reason.BAD_TIMESTAMP, f"timestamp {value!r} is not a real date", field="timestamp") from None
+        raise RejectedEvent(
+            Reason.BAD_TIMESTAMP, f"timestamp {value!r} is not a real date", field="timestamp"
+        ) from None
     if parsed < EARLIEST_TIMESTAMP:
         raise RejectedEvent(Reason.BAD_TIMESTAMP, f"timestamp {value} is before 2020", field="timestamp")
     if now is not None and parsed > now + MAX_CLOCK_SKEW:
@@ -221,7 +227,9 @@ def _count(container: dict[str, Any], name: str, where: str) -> int | None:
     if type(value) is not int:
         raise RejectedEvent(Reason.WRONG_TYPE, f"{where}.{name} must be an integer", field=f"{where}.{name}")
     if value < 0:
-        raise RejectedEvent(Reason.NEGATIVE_TOKENS, f"{where}.{name} is negative ({value})", field=f"{where}.{name}")
+        raise RejectedEvent(
+            Reason.NEGATIVE_TOKENS, f"{where}.{name} is negative ({value})", field=f"{where}.{name}"
+        )
     if value > MAX_TOKENS_PER_REQUEST:
         raise RejectedEvent(
             Reason.TOKENS_TOO_LARGE,
@@ -263,11 +271,15 @@ def parse_usage(usage: Any) -> ReportedUsage | None:
     prompt = counts["prompt_tokens"] if counts["prompt_tokens"] is not None else counts["input_tokens"]
     if prompt is None:
         return None
-    completion = counts["completion_tokens"] if counts["completion_tokens"] is not None else counts["output_tokens"]
+    completion = (
+        counts["completion_tokens"] if counts["completion_tokens"] is not None else counts["output_tokens"]
+    )
     completion = completion or 0
     if cached > prompt:
         raise RejectedEvent(
-            Reason.CACHED_EXCEEDS_PROMPT, f"cached tokens {cached} exceed prompt tokens {prompt}", field=where_in
+            Reason.CACHED_EXCEEDS_PROMPT,
+            f"cached tokens {cached} exceed prompt tokens {prompt}",
+            field=where_in,
         )
     if reasoning > completion:
         raise RejectedEvent(
@@ -284,7 +296,9 @@ def _tags(value: Any) -> dict[str, str]:
     if not isinstance(value, dict):
         raise RejectedEvent(Reason.WRONG_TYPE, "tags must be an object of strings", field="tags")
     if len(value) > MAX_TAGS:
-        raise RejectedEvent(Reason.INVALID_VALUE, f"tags has {len(value)} entries; at most {MAX_TAGS}", field="tags")
+        raise RejectedEvent(
+            Reason.INVALID_VALUE, f"tags has {len(value)} entries; at most {MAX_TAGS}", field="tags"
+        )
     for key, tag in value.items():
         if not isinstance(tag, str):
             raise RejectedEvent(Reason.WRONG_TYPE, f"tags.{key} must be a string", field=f"tags.{key}")
@@ -318,6 +332,8 @@ def table_columns(table: str = USAGE_TABLE) -> tuple[Column, ...]:
 @cache
 def event_json_schema() -> dict[str, Any]:
     """The published v1 event contract as a JSON Schema document."""
-    text = resources.files("chargeback").joinpath("schemas", "event.v1.schema.json").read_text(encoding="utf-8")
+    text = (
+        resources.files("chargeback").joinpath("schemas", "event.v1.schema.json").read_text(encoding="utf-8")
+    )
     schema: dict[str, Any] = json.loads(text)
     return schema

@@ -116,7 +116,9 @@ class Settings:
     @property
     def deployments(self) -> Path:
         """The deployments map CSV: DEPLOYMENTS_PATH or the one shipped with the package."""
-        return Path(self.deployments_path) if self.deployments_path else default_config_path("deployments.csv")
+        return (
+            Path(self.deployments_path) if self.deployments_path else default_config_path("deployments.csv")
+        )
 
     @property
     def budgets(self) -> Path:

@@ -88,3 +88,95 @@ def pricer(config_files: tuple[Path, Path]) -> Any:
     from chargeback.pricing import Pricer
 
     return Pricer.from_files(*config_files)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# Azurite's published development account: public, documented, accepted only by the emulator.
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+REPO = Path(__file__).resolve().parent.parent
+
+
+def need_tool(path: Path, what: str) -> None:
+    """Skip when a local stand-in is missing on a developer machine; in CI it must be there."""
+    import os
+
+    if path.exists():
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is missing at {path}; .ci/run (scripts/test) must install it")
+    pytest.skip(f"{what} is not installed (run scripts/test)")
+
+
+class Azurite:
+    """A running Azurite blob emulator on a free loopback port."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = _free_port()
+        self.process: Any = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}/{AZURITE_ACCOUNT}"
+
+    @property
+    def connection_string(self) -> str:
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+            f"BlobEndpoint={self.endpoint};"
+        )
+
+    def start(self) -> None:
+        import socket
+        import subprocess
+        import time
+
+        binary = REPO / "node_modules" / ".bin" / "azurite-blob"
+        self.process = subprocess.Popen(
+            [
+                str(binary),
+                "--blobHost",
+                "127.0.0.1",
+                "--blobPort",
+                str(self.port),
+                "--location",
+                str(self.workdir),
+                "--skipApiVersionCheck",
+                "--silent",
+                "--loose",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("Azurite did not start within 30 s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A real Azurite blob emulator for the session (from node_modules, installed by scripts/test)."""
+    need_tool(REPO / "node_modules" / ".bin" / "azurite-blob", "Azurite")
+    server = Azurite(tmp_path_factory.mktemp("azurite"))
+    server.start()
+    yield server
+    server.stop()

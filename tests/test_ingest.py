@@ -51,10 +51,15 @@ def test_redelivered_batch_is_not_charged_twice(pricer, tmp_path: Path):
 def test_summary_costs_only_rows_written_this_run(pricer, tmp_path: Path):
     """Cost per subscription sums the new rows' exact Decimal costs."""
     store, dead = DuckDBStore(), LocalDeadLetterStore(tmp_path)
-    batch = messages(to_body(make_event()), to_body(make_event(subscriptionId="team-b", subscriptionName="B")))
+    batch = messages(
+        to_body(make_event()), to_body(make_event(subscriptionId="team-b", subscriptionName="B"))
+    )
     summary = ingest_batch(batch, pricer=pricer, writer=store, deadletter=dead, now=NOW)
     per_request = Decimal(1000) * Decimal("2.50") / 10**6 + Decimal(200) * Decimal("10.00") / 10**6
-    assert summary.cost_by_subscription == {("team-a", "Team A", "USD"): per_request, ("team-b", "B", "USD"): per_request}
+    assert summary.cost_by_subscription == {
+        ("team-a", "Team A", "USD"): per_request,
+        ("team-b", "B", "USD"): per_request,
+    }
 
 
 class RefusingWriter:
@@ -78,8 +83,13 @@ def test_rows_the_writer_refuses_are_dead_lettered_with_their_body(pricer, tmp_p
     """A failed row goes to the dead-letter with write-failed and the original message."""
     refused = make_event()
     writer, dead = RefusingWriter({refused["requestId"]}), LocalDeadLetterStore(tmp_path)
-    summary = ingest_batch(messages(to_body(refused), to_body(make_event())), pricer=pricer, writer=writer,
-                           deadletter=dead, now=NOW)
+    summary = ingest_batch(
+        messages(to_body(refused), to_body(make_event())),
+        pricer=pricer,
+        writer=writer,
+        deadletter=dead,
+        now=NOW,
+    )
     assert (summary.written, summary.dead_lettered) == (1, 1)
     [record] = dead.records()
     assert record.reason == Reason.WRITE_FAILED
@@ -95,8 +105,13 @@ class DownWriter:
 def test_writer_outage_dead_letters_the_whole_batch(pricer, tmp_path: Path):
     """When the writer is down, every charge is dead-lettered with sink-unavailable for replay."""
     dead = LocalDeadLetterStore(tmp_path)
-    summary = ingest_batch(messages(*(to_body(make_event()) for _ in range(3))), pricer=pricer, writer=DownWriter(),
-                           deadletter=dead, now=NOW)
+    summary = ingest_batch(
+        messages(*(to_body(make_event()) for _ in range(3))),
+        pricer=pricer,
+        writer=DownWriter(),
+        deadletter=dead,
+        now=NOW,
+    )
     assert (summary.written, summary.dead_lettered) == (0, 3)
     assert summary.reasons == {"sink-unavailable": 3}
 
@@ -109,12 +124,22 @@ class DownDeadLetter:
 def test_when_nothing_can_take_an_event_the_batch_raises(pricer):
     """Writer and dead-letter both down: raise SinkError so the retry policy holds the checkpoint."""
     with pytest.raises(SinkError):
-        ingest_batch(messages(to_body(make_event()), b"bad"), pricer=pricer, writer=DownWriter(),
-                     deadletter=DownDeadLetter(), now=NOW)
+        ingest_batch(
+            messages(to_body(make_event()), b"bad"),
+            pricer=pricer,
+            writer=DownWriter(),
+            deadletter=DownDeadLetter(),
+            now=NOW,
+        )
 
 
 def test_a_healthy_batch_never_touches_the_dead_letter(pricer):
     """With nothing to dead-letter, a broken dead-letter store does not fail the batch."""
-    summary = ingest_batch(messages(to_body(make_event())), pricer=pricer, writer=DuckDBStore(),
-                           deadletter=DownDeadLetter(), now=NOW)
+    summary = ingest_batch(
+        messages(to_body(make_event())),
+        pricer=pricer,
+        writer=DuckDBStore(),
+        deadletter=DownDeadLetter(),
+        now=NOW,
+    )
     assert summary.written == 1

@@ -26,11 +26,20 @@ def test_row_values_follow_the_event_usage_and_price(pricer):
     """Reported usage is priced at the card in force (after the 2026-10-15 gpt-4o change)."""
     event = make_event(
         tags={"project": "alpha"},
-        usage={"prompt_tokens": 1000, "completion_tokens": 200, "prompt_tokens_details": {"cached_tokens": 400}},
+        usage={
+            "prompt_tokens": 1000,
+            "completion_tokens": 200,
+            "prompt_tokens_details": {"cached_tokens": 400},
+        },
     )
     row = process_message(Message(to_body(event), SRC), pricer, NOW).row  # type: ignore[union-attr]
     assert row["TimeGenerated"] == datetime(2026, 10, 20, 10, 15, 30, 123456, tzinfo=UTC)
-    assert (row["PromptTokens"], row["CachedTokens"], row["CompletionTokens"], row["TotalTokens"]) == (1000, 400, 200, 1200)
+    assert (row["PromptTokens"], row["CachedTokens"], row["CompletionTokens"], row["TotalTokens"]) == (
+        1000,
+        400,
+        200,
+        1200,
+    )
     assert row["UsageSource"] == "reported"
     assert (row["Model"], row["ModelVersion"], row["DeploymentType"]) == ("gpt-4o", "2024-11-20", "global")
     assert row["InputCost"] == Decimal("600") * Decimal("2.50") / Decimal(1_000_000)

@@ -75,7 +75,9 @@ def test_body_over_one_megabyte_is_rejected():
     assert reason_of(big) == Reason.BODY_TOO_LARGE
 
 
-@pytest.mark.parametrize("name", ["schemaVersion", "requestId", "timestamp", "subscriptionId", "deployment", "statusCode"])
+@pytest.mark.parametrize(
+    "name", ["schemaVersion", "requestId", "timestamp", "subscriptionId", "deployment", "statusCode"]
+)
 @pytest.mark.parametrize("value", [..., None])
 def test_missing_or_null_required_fields_are_rejected(name: str, value: Any):
     """Each required field, absent or null, is a missing-field rejection naming the field."""
@@ -117,8 +119,15 @@ def test_wrong_types_are_rejected(overrides: dict[str, Any]):
 
 @pytest.mark.parametrize(
     "timestamp",
-    ["2026-10-20", "2026-10-20 10:00:00Z", "2026-10-20T10:00:00", "20/10/2026", "2026-02-30T00:00:00Z",
-     "2019-12-31T23:59:59Z", "2026-11-03T00:00:00Z"],
+    [
+        "2026-10-20",
+        "2026-10-20 10:00:00Z",
+        "2026-10-20T10:00:00",
+        "20/10/2026",
+        "2026-02-30T00:00:00Z",
+        "2019-12-31T23:59:59Z",
+        "2026-11-03T00:00:00Z",
+    ],
 )
 def test_bad_timestamps_are_rejected(timestamp: str):
     """Timestamps must be ISO-8601 with an offset, real dates, after 2020 and not in the future."""
@@ -142,12 +151,22 @@ def test_status_outside_http_range_is_invalid():
         ({"prompt_tokens": 1, "completion_tokens": -5}, Reason.NEGATIVE_TOKENS),
         ({"prompt_tokens": 10_000_001, "completion_tokens": 0}, Reason.TOKENS_TOO_LARGE),
         ({"input_tokens": 5, "output_tokens": 10_000_001}, Reason.TOKENS_TOO_LARGE),
-        ({"prompt_tokens": 10, "completion_tokens": 1, "prompt_tokens_details": {"cached_tokens": 11}},
-         Reason.CACHED_EXCEEDS_PROMPT),
-        ({"prompt_tokens": 10, "completion_tokens": 1, "completion_tokens_details": {"reasoning_tokens": 2}},
-         Reason.REASONING_EXCEEDS_COMPLETION),
-        ({"input_tokens": 10, "output_tokens": 1, "output_tokens_details": {"reasoning_tokens": 2}},
-         Reason.REASONING_EXCEEDS_COMPLETION),
+        (
+            {"prompt_tokens": 10, "completion_tokens": 1, "prompt_tokens_details": {"cached_tokens": 11}},
+            Reason.CACHED_EXCEEDS_PROMPT,
+        ),
+        (
+            {
+                "prompt_tokens": 10,
+                "completion_tokens": 1,
+                "completion_tokens_details": {"reasoning_tokens": 2},
+            },
+            Reason.REASONING_EXCEEDS_COMPLETION,
+        ),
+        (
+            {"input_tokens": 10, "output_tokens": 1, "output_tokens_details": {"reasoning_tokens": 2}},
+            Reason.REASONING_EXCEEDS_COMPLETION,
+        ),
     ],
 )
 def test_token_arithmetic_violations_are_rejected(usage: dict[str, Any], reason: Reason):
@@ -159,11 +178,28 @@ def test_token_arithmetic_violations_are_rejected(usage: dict[str, Any], reason:
     ("usage", "expected"),
     [
         ({"prompt_tokens": 12, "total_tokens": 12}, ReportedUsage(12, 0, 0, 0)),
-        ({"input_tokens": 30, "output_tokens": 20, "input_tokens_details": {"cached_tokens": 10},
-          "output_tokens_details": {"reasoning_tokens": 5}}, ReportedUsage(30, 20, 10, 5)),
-        ({"prompt_tokens": 100, "completion_tokens": 50, "prompt_tokens_details": {"cached_tokens": 64},
-          "completion_tokens_details": {"reasoning_tokens": 20}}, ReportedUsage(100, 50, 64, 20)),
-        ({"prompt_tokens": 5, "completion_tokens": 7, "prompt_tokens_details": None}, ReportedUsage(5, 7, 0, 0)),
+        (
+            {
+                "input_tokens": 30,
+                "output_tokens": 20,
+                "input_tokens_details": {"cached_tokens": 10},
+                "output_tokens_details": {"reasoning_tokens": 5},
+            },
+            ReportedUsage(30, 20, 10, 5),
+        ),
+        (
+            {
+                "prompt_tokens": 100,
+                "completion_tokens": 50,
+                "prompt_tokens_details": {"cached_tokens": 64},
+                "completion_tokens_details": {"reasoning_tokens": 20},
+            },
+            ReportedUsage(100, 50, 64, 20),
+        ),
+        (
+            {"prompt_tokens": 5, "completion_tokens": 7, "prompt_tokens_details": None},
+            ReportedUsage(5, 7, 0, 0),
+        ),
         ({}, None),
         ({"total_tokens": 9}, None),
         (None, None),
@@ -186,7 +222,15 @@ def test_table_columns_match_design():
     assert names[:3] == ["TimeGenerated", "RequestId", "SubscriptionId"]
     assert names[-2:] == ["Tags", "EventSchemaVersion"]
     assert len(names) == 32
-    assert {c.type for c in table_columns()} <= {"string", "int", "long", "real", "boolean", "dateTime", "dynamic"}
+    assert {c.type for c in table_columns()} <= {
+        "string",
+        "int",
+        "long",
+        "real",
+        "boolean",
+        "dateTime",
+        "dynamic",
+    }
 
 
 VALIDATOR = jsonschema.Draft202012Validator(event_json_schema(), format_checker=jsonschema.FormatChecker())
@@ -203,8 +247,21 @@ json_values = st.recursive(
     max_leaves=6,
 )
 mutations = st.dictionaries(
-    st.sampled_from(["schemaVersion", "requestId", "timestamp", "subscriptionId", "deployment", "statusCode",
-                     "stream", "model", "tags", "usage", "truncated"]),
+    st.sampled_from(
+        [
+            "schemaVersion",
+            "requestId",
+            "timestamp",
+            "subscriptionId",
+            "deployment",
+            "statusCode",
+            "stream",
+            "model",
+            "tags",
+            "usage",
+            "truncated",
+        ]
+    ),
     json_values | st.just(...),
     max_size=3,
 )
@@ -217,7 +274,9 @@ usage_mutations = st.dictionaries(
 
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
 @given(mutations, usage_mutations)
-def test_validator_accepts_exactly_what_the_json_schema_accepts(changes: dict[str, Any], usage: dict[str, Any]):
+def test_validator_accepts_exactly_what_the_json_schema_accepts(
+    changes: dict[str, Any], usage: dict[str, Any]
+):
     """Where the JSON Schema can judge (single fields), the hand validator agrees with it."""
     event = make_event(**changes)
     if isinstance(event.get("usage"), dict) and usage:

@@ -67,7 +67,10 @@ def test_values_round_trip_with_utc_time_and_null_costs(tmp_path: Path):
         got = store.connection.execute(
             'SELECT RequestId, TimeGenerated, TotalCost FROM "AOAIChargeback_CL" ORDER BY RequestId'
         ).fetchall()
-    assert got == [("priced", datetime(2026, 10, 20, 12, 0), 0.0125), ("unpriced", datetime(2026, 10, 20, 12, 0), None)]
+    assert got == [
+        ("priced", datetime(2026, 10, 20, 12, 0), 0.0125),
+        ("unpriced", datetime(2026, 10, 20, 12, 0), None),
+    ]
 
 
 def test_database_error_returns_every_row_as_failed():

@@ -1,0 +1,394 @@
+"""``chargeback demo``: a realistic synthetic month, end to end on the embedded default.
+
+Generates the Event Hub bodies an APIM policy would have sent for a month of six teams (chat,
+streams with and without usage, Responses API, embeddings, reasoning, batch, data zone, semantic
+cache hits, throttling, an unpriced model, redeliveries and some broken events), writes a demo rate
+card with a mid-month price change, ingests it all through the same pipeline as the Function and
+prints what finance would see. The same seed gives the same month.
+"""
+
+from __future__ import annotations
+
+import calendar
+import dataclasses
+import json
+import random
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from chargeback.settings import Settings
+
+WORDS = [
+    "invoice",
+    "customer",
+    "order",
+    "refund",
+    "policy",
+    "contract",
+    "quarter",
+    "revenue",
+    "forecast",
+    "summary",
+    "meeting",
+    "deployment",
+    "latency",
+    "incident",
+    "ticket",
+    "escalation",
+    "account",
+    "renewal",
+    "pipeline",
+    "report",
+    "draft",
+    "email",
+    "translate",
+    "explain",
+    "classify",
+    "extract",
+    "table",
+    "schema",
+    "query",
+    "dashboard",
+    "risk",
+    "compliance",
+    "audit",
+    "onboarding",
+    "benefits",
+    "holiday",
+    "payroll",
+    "candidate",
+    "interview",
+    "résumé",
+    "données",
+    "数据",
+    "分析",
+    "✓",
+    "🚀",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class Team:
+    """A demo APIM subscription and how it uses the service."""
+
+    subscription_id: str
+    name: str
+    weight: float
+    deployments: tuple[tuple[str, float], ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoDeployment:
+    """A demo Azure OpenAI deployment."""
+
+    name: str
+    model: str  # priced model
+    response_model: str  # what the service reports, with its version
+    deployment_type: str
+    kind: str  # chat, reasoning, embeddings, responses
+
+
+DEPLOYMENTS = (
+    DemoDeployment("chat-gpt4o", "gpt-4o", "gpt-4o-2024-11-20", "global", "chat"),
+    DemoDeployment("chat-gpt4o-eu", "gpt-4o", "gpt-4o-2024-11-20", "datazone", "chat"),
+    DemoDeployment("chat-gpt4o-mini", "gpt-4o-mini", "gpt-4o-mini-2024-07-18", "global", "chat"),
+    DemoDeployment("chat-gpt41-mini", "gpt-4.1-mini", "gpt-4.1-mini-2025-04-14", "global", "responses"),
+    DemoDeployment("batch-gpt4o-mini", "gpt-4o-mini", "gpt-4o-mini-2024-07-18", "global-batch", "chat"),
+    DemoDeployment("reasoning-o4-mini", "o4-mini", "o4-mini-2025-04-16", "global", "reasoning"),
+    DemoDeployment("embed-small", "text-embedding-3-small", "text-embedding-3-small", "global", "embeddings"),
+    DemoDeployment(
+        "lab-realtime", "gpt-4o-realtime-preview", "gpt-4o-realtime-preview-2024-12-17", "global", "chat"
+    ),
+)
+BY_NAME = {d.name: d for d in DEPLOYMENTS}
+
+TEAMS = (
+    Team(
+        "support-bot",
+        "Customer Support Bot",
+        0.32,
+        (("chat-gpt4o-mini", 0.6), ("chat-gpt4o", 0.3), ("embed-small", 0.1)),
+    ),
+    Team("marketing", "Marketing Content", 0.14, (("chat-gpt4o", 0.7), ("chat-gpt41-mini", 0.3))),
+    Team(
+        "data-science",
+        "Data Science Lab",
+        0.16,
+        (("reasoning-o4-mini", 0.4), ("batch-gpt4o-mini", 0.35), ("chat-gpt4o", 0.2), ("lab-realtime", 0.05)),
+    ),
+    Team("search", "Enterprise Search", 0.22, (("embed-small", 0.55), ("chat-gpt41-mini", 0.45))),
+    Team("finance-ai", "Finance Assistant", 0.10, (("chat-gpt4o-eu", 0.8), ("reasoning-o4-mini", 0.2))),
+    Team("hr-helpdesk", "HR Helpdesk", 0.06, (("chat-gpt4o-eu", 0.5), ("chat-gpt4o-mini", 0.5))),
+)
+
+BAD_BODIES = (
+    b'{"schemaVersion":"1","requestId":"cut-off',
+    b"\xff\xfe not utf-8",
+    b"[1, 2, 3]",
+    b'{"schemaVersion":"2","requestId":"r-v2","timestamp":"2026-01-01T00:00:00Z"}',
+)
+
+
+def last_month(today: date) -> str:
+    """The month before ``today`` as YYYY-MM."""
+    first = today.replace(day=1) - timedelta(days=1)
+    return f"{first:%Y-%m}"
+
+
+def month_bounds(month: str) -> tuple[datetime, datetime]:
+    """First instant of the month and of the next one, UTC."""
+    year, number = (int(part) for part in month.split("-"))
+    start = datetime(year, number, 1, tzinfo=UTC)
+    days = calendar.monthrange(year, number)[1]
+    return start, start + timedelta(days=days)
+
+
+class Generator:
+    """Draws the demo month's events from a seeded random source."""
+
+    def __init__(self, month: str, seed: int) -> None:
+        self.rng = random.Random(seed)
+        self.start, self.end = month_bounds(month)
+
+    def text(self, low: int, high: int) -> str:
+        return " ".join(self.rng.choice(WORDS) for _ in range(self.rng.randint(low, high)))
+
+    def timestamp(self) -> datetime:
+        """Business hours and weekdays are busier, as real traffic is."""
+        span = (self.end - self.start).total_seconds()
+        while True:
+            moment = self.start + timedelta(seconds=self.rng.random() * span)
+            busy = moment.weekday() < 5 and 7 <= moment.hour < 19
+            if busy or self.rng.random() < 0.25:
+                return moment
+
+    def base(self, team: Team, deployment: DemoDeployment, status: int = 200) -> dict[str, Any]:
+        stamp = self.timestamp()
+        return {
+            "schemaVersion": "1",
+            "requestId": str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
+            "timestamp": stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond:06d}0Z",
+            "subscriptionId": team.subscription_id,
+            "subscriptionName": team.name,
+            "productId": "aoai-standard",
+            "apiId": "azure-openai",
+            "deployment": deployment.name,
+            "model": deployment.response_model if status < 400 else None,
+            "apiVersion": "2024-10-21",
+            "region": self.rng.choice(("Sweden Central", "East US 2")),
+            "backendId": "aoai-primary",
+            "statusCode": status,
+            "stream": False,
+            "usage": None,
+            "tags": {"project": self.rng.choice(("alpha", "beta", "gamma"))},
+        }
+
+    def chat_usage(self, reasoning: bool) -> dict[str, Any]:
+        prompt = self.rng.randint(200, 6000)
+        completion = self.rng.randint(50, 1500)
+        cached = (prompt // 1024) * 1024 if prompt >= 1024 and self.rng.random() < 0.35 else 0
+        thinking = min(completion - 10, self.rng.randint(100, 1200)) if reasoning else 0
+        completion = completion + thinking
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": cached},
+            "completion_tokens_details": {"reasoning_tokens": max(thinking, 0)},
+        }
+
+    def sse(self, model: str, pieces: list[str], usage: dict[str, Any] | None) -> str:
+        lines = []
+        for piece in pieces:
+            chunk = {
+                "object": "chat.completion.chunk",
+                "model": model,
+                "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}],
+            }
+            lines.append("data: " + json.dumps(chunk, ensure_ascii=False))
+        if usage is not None:
+            lines.append(
+                "data: "
+                + json.dumps(
+                    {"object": "chat.completion.chunk", "model": model, "choices": [], "usage": usage}
+                )
+            )
+        lines.append("data: [DONE]")
+        return "\n\n".join(lines) + "\n\n"
+
+    def event(self, team: Team) -> dict[str, Any]:
+        names, weights = zip(*team.deployments, strict=True)
+        deployment = BY_NAME[self.rng.choices(names, weights)[0]]
+        roll = self.rng.random()
+        if roll < 0.02:
+            return self.base(team, deployment, status=429)
+        body = self.base(team, deployment)
+        if deployment.kind == "embeddings":
+            tokens = self.rng.randint(8, 2000)
+            body["usage"] = {"prompt_tokens": tokens, "total_tokens": tokens}
+            return body
+        if deployment.kind == "responses":
+            usage = self.chat_usage(reasoning=False)
+            body["usage"] = {
+                "input_tokens": usage["prompt_tokens"],
+                "output_tokens": usage["completion_tokens"],
+                "total_tokens": usage["total_tokens"],
+                "input_tokens_details": {"cached_tokens": usage["prompt_tokens_details"]["cached_tokens"]},
+                "output_tokens_details": {"reasoning_tokens": 0},
+            }
+            return body
+        if deployment.kind == "chat" and roll < 0.30 and deployment.deployment_type != "global-batch":
+            return self.streamed(body, deployment, roll)
+        body["usage"] = self.chat_usage(reasoning=deployment.kind == "reasoning")
+        if roll > 0.97:
+            body["servedFromCache"] = True
+        return body
+
+    def streamed(self, body: dict[str, Any], deployment: DemoDeployment, roll: float) -> dict[str, Any]:
+        """Streams: usage from the final chunk, a recount from the bodies, or a cut body."""
+        body["stream"] = True
+        messages = [
+            {
+                "role": "system",
+                "content": "You are a helpful assistant for " + body["subscriptionName"] + ".",
+            },
+            {"role": "user", "content": self.text(20, 120)},
+        ]
+        request = {"messages": messages, "stream": True, "temperature": 0.2}
+        pieces = [self.text(1, 4) + " " for _ in range(self.rng.randint(10, 80))]
+        if roll < 0.12:
+            usage = self.chat_usage(reasoning=False)
+            body["responseBody"] = self.sse(deployment.response_model, pieces, usage)
+        elif roll < 0.27:
+            body["requestBody"] = json.dumps(request, ensure_ascii=False)
+            body["responseBody"] = self.sse(deployment.response_model, pieces, None)
+        else:
+            body["requestBody"] = json.dumps(request, ensure_ascii=False)
+            body["responseBody"] = self.sse(deployment.response_model, pieces, None)[:400]
+            body["truncated"] = True
+        return body
+
+    def events(self, count: int) -> Iterator[bytes]:
+        """The month's bodies, in time order, with ~1 % redeliveries and a few broken events."""
+        weights = [team.weight for team in TEAMS]
+        bodies = [self.event(self.rng.choices(TEAMS, weights)[0]) for _ in range(count)]
+        bodies.sort(key=lambda b: b["timestamp"])
+        broken = self.rng.sample(range(count), k=min(count, 12))
+        for index, body in enumerate(bodies):
+            data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+            yield data
+            if self.rng.random() < 0.01:
+                yield data  # Event Hub redelivery: must not be charged twice
+            if index in broken:
+                yield self.broken(body)
+
+    def broken(self, body: dict[str, Any]) -> bytes:
+        """An event that must be dead-lettered with a reason."""
+        choice = self.rng.randrange(len(BAD_BODIES) + 3)
+        if choice < len(BAD_BODIES):
+            return BAD_BODIES[choice]
+        bad = dict(body, requestId=str(uuid.UUID(int=self.rng.getrandbits(128), version=4)))
+        if choice == len(BAD_BODIES):
+            bad.pop("subscriptionId")
+        elif choice == len(BAD_BODIES) + 1:
+            bad["usage"] = {"prompt_tokens": 10, "completion_tokens": -3}
+        else:
+            bad["usage"] = {
+                "prompt_tokens": 10,
+                "completion_tokens": 3,
+                "prompt_tokens_details": {"cached_tokens": 11},
+            }
+        return json.dumps(bad).encode("utf-8")
+
+
+def write_config(workdir: Path, month: str, base_card: Path) -> tuple[Path, Path]:
+    """The demo's deployments map, and a rate card with a price change on the 15th of the month."""
+    deployments = workdir / "deployments.csv"
+    lines = ["deployment,model,deployment_type"]
+    lines += [f"{d.name},{d.model},{d.deployment_type}" for d in DEPLOYMENTS if d.name != "lab-realtime"]
+    deployments.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    card = workdir / "rate_card.csv"
+    base = [
+        line
+        for line in base_card.read_text(encoding="utf-8").splitlines()
+        if not line.startswith("# version")
+    ]
+    base.insert(0, f"# version: demo-{month}")
+    base.append(f"# demo only: gpt-4o-mini global repriced from {month}-15 to show effective dating")
+    base.append(f"gpt-4o-mini,global,{month}-15,0.12,0.06,0.48,USD")
+    card.write_text("\n".join(line for line in base if line.strip()) + "\n", encoding="utf-8")
+    return card, deployments
+
+
+def month_costs(connection: Any, month: str) -> list[tuple[Any, ...]]:
+    """Cost per subscription for the month, straight from the store (one row per RequestId)."""
+    start, end = month_bounds(month)
+    rows: list[tuple[Any, ...]] = connection.execute(
+        """
+            SELECT SubscriptionId, any_value(SubscriptionName), count(*) AS Requests,
+                   sum(TotalTokens) AS Tokens, sum(coalesce(TotalCost, 0)) AS Cost,
+                   count(*) FILTER (WHERE PricingStatus = 'unpriced') AS Unpriced, any_value(Currency)
+            FROM AOAIChargeback_CL
+            WHERE TimeGenerated >= ? AND TimeGenerated < ?
+            GROUP BY SubscriptionId ORDER BY Cost DESC
+            """,
+        [start.replace(tzinfo=None), end.replace(tzinfo=None)],
+    ).fetchall()
+    return rows
+
+
+def run(settings: Settings, console: Any, *, month: str | None, events: int, seed: int) -> int:
+    """Generate, ingest and report a month; returns the exit code."""
+    from rich.table import Table
+
+    from chargeback.cli import ingest_files, print_summary
+
+    month = month or last_month(datetime.now(UTC).date())
+    month_bounds(month)  # validates the format early
+    workdir = Path(settings.chargeback_duckdb_path).parent / "demo"
+    workdir.mkdir(parents=True, exist_ok=True)
+    card, deployments = write_config(workdir, month, settings.rate_card)
+    settings = dataclasses.replace(
+        settings,
+        rate_card_path=settings.rate_card_path or str(card),
+        deployments_path=settings.deployments_path or str(deployments),
+    )
+    path = workdir / f"events-{month}.jsonl"
+    with path.open("wb") as handle:
+        for body in Generator(month, seed).events(events):
+            handle.write(body + b"\n")
+    console.print(f"[bold]Demo month {month}[/bold]: {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    summary = ingest_files([path], settings, batch_size=2000, progress=console.is_terminal)
+    print_summary(summary, console)
+
+    from chargeback.runtime import build_writer
+    from chargeback.store import DuckDBStore
+
+    store = build_writer(settings)
+    if not isinstance(store, DuckDBStore):
+        return 0
+    table = Table(title=f"Month {month}: cost per subscription (store, deduplicated)", title_justify="left")
+    for name, justify in (
+        ("subscription", "left"),
+        ("name", "left"),
+        ("requests", "right"),
+        ("tokens", "right"),
+        ("cost", "right"),
+        ("unpriced rows", "right"),
+    ):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    total = 0.0
+    for sub_id, name, requests, tokens, cost, unpriced, currency in month_costs(store.connection, month):
+        total += cost
+        table.add_row(
+            sub_id, name, f"{requests:,}", f"{tokens:,}", f"{cost:,.2f} {currency}", f"{unpriced:,}"
+        )
+    console.print(table)
+    console.print(
+        f"Total {total:,.2f} USD.  Store: {settings.chargeback_duckdb_path}   "
+        f"Dead-letters: {settings.deadletter_path}"
+    )
+    return 0

@@ -1,0 +1,34 @@
+"""Azure Functions entry point (Python v2 model): wiring only; the work is in ``chargeback``.
+
+``on_usage_events`` receives batches of APIM usage events from Event Hub and hands them to
+``chargeback.runtime.handle_event_hub_batch``, which writes every event to the usage table or the
+dead-letter store. It raises only when neither could take an event; the retry policy then holds
+the Event Hub checkpoint, so the batch is delivered again instead of lost.
+"""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from chargeback import runtime
+
+app = func.FunctionApp()
+
+
+@app.function_name("on_usage_events")
+@app.retry(
+    strategy="exponential_backoff",
+    max_retry_count="8",
+    minimum_interval="00:00:05",
+    maximum_interval="00:10:00",
+)
+@app.event_hub_message_trigger(
+    arg_name="events",
+    event_hub_name="%EVENTHUB_NAME%",
+    connection="EVENTHUB",
+    cardinality="many",
+    consumer_group="%EVENTHUB_CONSUMER_GROUP%",
+)
+def on_usage_events(events: list[func.EventHubEvent]) -> None:
+    """Price and store one batch of usage events."""
+    runtime.handle_event_hub_batch(events)
