@@ -1,0 +1,275 @@
+"""Turn an APIM policy XML into a C# program that runs its expressions on Mono.
+
+Every ``@(...)`` and ``@{...}`` in the policy becomes a static method taking the ``context``
+stand-in (``ApimContext.cs``); the policy's elements (set-variable, choose, set-body,
+log-to-eventhub, include-fragment, base) become calls on the stand-in ``Runner``, in document
+order. The program plays each scenario file it is given through inbound, backend, outbound and
+on-error as the gateway would, and prints one JSON result per scenario.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HARNESS = Path(__file__).resolve().parent
+REPO = HARNESS.parent.parent
+POLICY_DIR = REPO / "policy"
+NEWTONSOFT = Path("/usr/lib/cli/Newtonsoft.Json-5.0/Newtonsoft.Json.dll")
+FRAGMENT_ID = "aoai-chargeback"
+LOGGER_NAMED_VALUE = "aoai-chargeback-logger-id"
+
+# The namespaces APIM makes available to expressions (their allowed types, not all of them).
+USINGS = """using System;
+using System.Collections.Generic;
+using System.Linq;
+using System.Text;
+using System.Text.RegularExpressions;
+using Newtonsoft.Json;
+using Newtonsoft.Json.Linq;
+using ApimStandIn;
+"""
+
+SECTIONS = ("inbound", "backend", "outbound", "on-error")
+
+DRIVER = """
+public static class Program
+{
+    public static int Main(string[] args)
+    {
+        var results = new JArray();
+        foreach (var path in args)
+        {
+            var runner = new Runner(JObject.Parse(System.IO.File.ReadAllText(path)));
+            Play(runner);
+            results.Add(runner.Result());
+        }
+        Console.WriteLine(results.ToString(Formatting.None));
+        return 0;
+    }
+
+    private static void Play(Runner r)
+    {
+        var s = r.Scenario;
+        string failAt = (string)s["failAt"];
+        var error = s["error"] as JObject;
+        bool onError = false;
+        try
+        {
+            if (failAt == "before-inbound")
+            {
+                r.Fail((string)error["source"], (string)error["reason"], (int?)error["status"] ?? 0);
+                onError = true;
+            }
+            else
+            {
+                r.Section = "inbound"; Policy.Inbound(r);
+                if ((bool?)s["cacheHit"] == true) { r.Respond(); }
+                else { r.Section = "backend"; Policy.Backend(r); r.Forward(); }
+                if (failAt == "backend")
+                {
+                    r.Fail((string)error["source"], (string)error["reason"], (int?)error["status"] ?? 0);
+                    onError = true;
+                }
+                else { r.Section = "outbound"; Policy.Outbound(r); }
+            }
+        }
+        catch (Exception ex)
+        {
+            r.ExpressionErrors.Add(r.Section + ": " + ex);
+            r.Fail("expression", ex.GetType().Name, 500);
+            onError = true;
+        }
+        if (!onError) { return; }
+        try { r.Section = "on-error"; Policy.OnError(r); }
+        catch (Exception ex) { r.ExpressionErrors.Add("on-error: " + ex); }
+    }
+}
+"""
+
+
+def is_expression(value: str | None) -> bool:
+    """True for an APIM policy expression: ``@(...)`` or ``@{...}``."""
+    text = (value or "").strip()
+    return (text.startswith("@(") and text.endswith(")")) or (text.startswith("@{") and text.endswith("}"))
+
+
+@dataclass
+class Expression:
+    """One C# expression found in the policy, where it came from, and its method name."""
+
+    code: str
+    where: str
+    method: str
+
+    @property
+    def is_block(self) -> bool:
+        return self.code.strip().startswith("@{")
+
+
+@dataclass
+class Program:
+    """The generated C# for one policy: expression methods plus the section bodies."""
+
+    expressions: list[Expression] = field(default_factory=list)
+    sections: dict[str, list[str]] = field(default_factory=dict)
+
+    def expression(self, code: str, where: str) -> str:
+        method = f"E{len(self.expressions)}"
+        self.expressions.append(Expression(code.strip(), where, method))
+        return f"{method}(context)"
+
+    def source(self) -> str:
+        lines = [USINGS, "public static class Policy", "{"]
+        for expr in self.expressions:
+            lines.append(f"    // {expr.where}")
+            body = expr.code[1:]
+            if expr.is_block:
+                lines.append(f"    public static object {expr.method}(Context context)")
+                lines.append("    " + body)
+            else:
+                lines.append(f"    public static object {expr.method}(Context context) {{ return {body}; }}")
+        for section in SECTIONS:
+            name = {"on-error": "OnError"}.get(section, section.capitalize())
+            lines.append(f"    public static void {name}(Runner r)")
+            lines.append("    {")
+            lines.append("        var context = r.Context;")
+            lines.extend("        " + line for line in self.sections.get(section, []))
+            lines.append("    }")
+        lines.append("}")
+        lines.append(DRIVER)
+        return "\n".join(lines)
+
+
+def load_fragment(fragment_id: str) -> ET.Element:
+    """The ``<fragment>`` element that an ``include-fragment`` names (only ours exists here)."""
+    if fragment_id != FRAGMENT_ID:
+        raise ValueError(f"unknown fragment {fragment_id!r}")
+    return ET.parse(POLICY_DIR / "aoai-chargeback.fragment.xml").getroot()
+
+
+def _value(program: Program, value: str, where: str) -> str:
+    if is_expression(value):
+        return program.expression(value, where)
+    return json.dumps(value)
+
+
+def translate(program: Program, element: ET.Element, out: list[str], where: str) -> None:
+    """Append the C# statements for one policy element (and its children) to ``out``."""
+    tag = element.tag
+    here = f"{where}/{tag}"
+    if tag == "base":
+        return
+    if tag == "set-variable":
+        name = element.attrib["name"]
+        out.append(f"r.SetVariable({json.dumps(name)}, {_value(program, element.attrib['value'], here)});")
+    elif tag == "choose":
+        keyword = "if"
+        for child in element:
+            if child.tag == "when":
+                condition = program.expression(child.attrib["condition"], f"{here}/when")
+                out.append(f"{keyword} ((bool){condition})")
+                keyword = "else if"
+            elif child.tag == "otherwise":
+                out.append("else")
+            else:
+                raise ValueError(f"unexpected <{child.tag}> in <choose>")
+            out.append("{")
+            for grandchild in child:
+                translate(program, grandchild, out, f"{here}/{child.tag}")
+            out.append("}")
+    elif tag == "set-body":
+        out.append(f"r.SetBody({_value(program, element.text or '', here)});")
+    elif tag == "log-to-eventhub":
+        logger = element.attrib["logger-id"]
+        if "partition-id" in element.attrib:
+            raise ValueError("partition-id is not used: the partition key is the subscription")
+        key = _value(program, element.attrib.get("partition-key", ""), f"{here}@partition-key")
+        message = _value(program, element.text or "", here)
+        out.append(f"r.LogToEventHub({json.dumps(logger)}, {key}, {message});")
+    elif tag == "include-fragment":
+        for child in load_fragment(element.attrib["fragment-id"]):
+            translate(program, child, out, f"{here}[{element.attrib['fragment-id']}]")
+    else:
+        raise ValueError(f"the harness does not model <{tag}>; add it to tests/policy_harness/runner.py")
+
+
+def program_for(policy: ET.Element) -> Program:
+    """Translate a ``<policies>`` document into a Program."""
+    if policy.tag != "policies":
+        raise ValueError("expected <policies>")
+    program = Program()
+    for section in policy:
+        if section.tag not in SECTIONS:
+            raise ValueError(f"unknown section <{section.tag}>")
+        out: list[str] = []
+        for element in section:
+            translate(program, element, out, section.tag)
+        program.sections[section.tag] = out
+    return program
+
+
+def fragment_host_policy() -> ET.Element:
+    """An API policy that uses the fragment as policy/README.md tells users to."""
+    include = f'<include-fragment fragment-id="{FRAGMENT_ID}" />'
+    return ET.fromstring(
+        f"<policies><inbound>{include}<base /></inbound><backend><base /></backend>"
+        f"<outbound><base />{include}</outbound><on-error><base />{include}</on-error></policies>"
+    )
+
+
+def mono_available() -> bool:
+    """True when mcs, mono and the real Newtonsoft.Json are installed."""
+    return bool(shutil.which("mcs") and shutil.which("mono") and NEWTONSOFT.exists())
+
+
+class CompiledPolicy:
+    """A policy compiled with ``mcs -langversion:7`` into an executable that plays scenarios."""
+
+    def __init__(self, policy: ET.Element, workdir: Path) -> None:
+        self.program = program_for(policy)
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        source = workdir / "Policy.cs"
+        source.write_text(self.program.source(), encoding="utf-8")
+        shutil.copy(NEWTONSOFT, workdir / NEWTONSOFT.name)
+        self.exe = workdir / "policy.exe"
+        built = subprocess.run(
+            [
+                "mcs",
+                "-langversion:7",
+                "-nologo",
+                "-warn:0",
+                f"-r:{NEWTONSOFT}",
+                "-r:System.Core.dll",
+                f"-out:{self.exe}",
+                str(HARNESS / "ApimContext.cs"),
+                str(source),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if built.returncode != 0:
+            raise RuntimeError(f"mcs failed:\n{built.stdout}\n{built.stderr}")
+
+    def run(self, scenarios: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Play the scenarios; return each one's result (events, forwarded body, variables) by name."""
+        paths = []
+        for index, scenario in enumerate(scenarios):
+            path = self.workdir / f"scenario-{index}.json"
+            path.write_text(json.dumps(scenario), encoding="utf-8")
+            paths.append(str(path))
+        env = {**os.environ, "MONO_PATH": str(self.workdir)}
+        done = subprocess.run(
+            ["mono", str(self.exe), *paths], capture_output=True, text=True, check=False, env=env, timeout=300
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"mono failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
+        return {result["name"]: result for result in json.loads(done.stdout)}
