@@ -1,0 +1,257 @@
+"""Streamed bodies: SSE framing, chat/completions/Responses chunks, usage chunks and damage."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chargeback.sse import SseEvent, iter_events, looks_like_sse, parse_stream
+
+
+def sse(*payloads: Any, done: bool = True, eol: str = "\n") -> str:
+    """A stream as Azure OpenAI sends it: one ``data:`` line per payload, blank-line separated."""
+    lines = [f"data: {p if isinstance(p, str) else json.dumps(p)}{eol}{eol}" for p in payloads]
+    return "".join(lines) + (f"data: [DONE]{eol}{eol}" if done else "")
+
+
+def chunk(index: int = 0, **delta: Any) -> dict[str, Any]:
+    """A chat completions chunk with one choice's delta."""
+    return {
+        "object": "chat.completion.chunk",
+        "model": "gpt-4o-2024-08-06",
+        "choices": [{"index": index, "delta": delta}],
+    }
+
+
+def test_data_lines_with_and_without_space() -> None:
+    """``data:x`` and ``data: x`` both give the value x (one leading space is dropped)."""
+    assert [e.data for e in iter_events("data:a\n\ndata: b\n\ndata:  c\n\n")] == ["a", "b", " c"]
+
+
+def test_crlf_and_cr_line_endings() -> None:
+    """CRLF and bare CR end lines just like LF."""
+    assert [e.data for e in iter_events("data: a\r\n\r\ndata: b\r\rdata: c\n\n")] == ["a", "b", "c"]
+
+
+def test_event_names_comments_and_other_fields() -> None:
+    """``event:`` names the next event; comments, ``id:`` and ``retry:`` are skipped."""
+    body = ": keep-alive\nid: 7\nretry: 100\nevent: response.created\ndata: {}\n\ndata: {}\n\n"
+    assert list(iter_events(body)) == [SseEvent("response.created", "{}"), SseEvent("", "{}")]
+
+
+def test_multi_line_data_is_joined_with_newlines() -> None:
+    """Several ``data:`` lines in one event join with a newline, per the SSE spec."""
+    assert [e.data for e in iter_events('data: {"a":\ndata: 1}\n\n')] == ['{"a":\n1}']
+
+
+def test_last_event_without_trailing_blank_line_is_kept() -> None:
+    """A final event with no closing blank line is still yielded."""
+    assert [e.data for e in iter_events("data: a\n\ndata: b")] == ["a", "b"]
+
+
+def test_chat_content_deltas_are_joined() -> None:
+    """Content deltas of one choice concatenate into its text; the model is noted."""
+    content = parse_stream(
+        sse(chunk(role="assistant", content=""), chunk(content="Hel"), chunk(content="lo!"))
+    )
+    assert content.texts() == ["Hello!"]
+    assert content.choice_text(0) == "Hello!"
+    assert content.done
+    assert not content.damaged
+    assert content.usage is None
+    assert content.model == "gpt-4o-2024-08-06"
+
+
+def test_every_choice_is_kept_by_index() -> None:
+    """With n=2, interleaved deltas are assembled per choice index."""
+    body = sse(
+        chunk(0, content="Hi "), chunk(1, content="Yo "), chunk(1, content="there"), chunk(0, content="you")
+    )
+    content = parse_stream(body)
+    assert content.choice_text(0) == "Hi you"
+    assert content.choice_text(1) == "Yo there"
+    assert sorted(content.texts()) == ["Hi you", "Yo there"]
+
+
+def test_several_choices_in_one_chunk() -> None:
+    """A chunk carrying deltas for two choices feeds both."""
+    payload = {"choices": [{"index": 0, "delta": {"content": "a"}}, {"index": 1, "delta": {"content": "b"}}]}
+    content = parse_stream(sse(payload))
+    assert (content.choice_text(0), content.choice_text(1)) == ("a", "b")
+
+
+def test_tool_call_names_and_arguments() -> None:
+    """Tool-call names and argument fragments are assembled per tool call."""
+    first = {
+        "index": 0,
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": ""},
+    }
+    second = {
+        "index": 1,
+        "id": "call_2",
+        "type": "function",
+        "function": {"name": "get_time", "arguments": ""},
+    }
+    body = sse(
+        chunk(tool_calls=[first]),
+        chunk(tool_calls=[{"index": 0, "function": {"arguments": '{"city": '}}]),
+        chunk(tool_calls=[{"index": 0, "function": {"arguments": '"Paris"}'}}]),
+        chunk(tool_calls=[second]),
+        chunk(tool_calls=[{"index": 1, "function": {"arguments": "{}"}}]),
+    )
+    content = parse_stream(body)
+    assert content.parts[(0, "tool0.name")] == ["get_weather"]
+    assert "".join(content.parts[(0, "tool0.arguments")]) == '{"city": "Paris"}'
+    assert sorted(content.texts()) == sorted(["get_weather", '{"city": "Paris"}', "get_time", "{}"])
+    assert content.choice_text(0) == ""
+
+
+def test_legacy_function_call_and_refusal() -> None:
+    """Legacy ``delta.function_call`` and ``delta.refusal`` are both completion text."""
+    body = sse(
+        chunk(function_call={"name": "lookup", "arguments": '{"q":'}),
+        chunk(function_call={"arguments": ' "x"}'}),
+        chunk(1, refusal="I can't help with that."),
+    )
+    content = parse_stream(body)
+    assert sorted(content.texts()) == sorted(["lookup", '{"q": "x"}', "I can't help with that."])
+    assert content.choice_text(1) == "I can't help with that."
+
+
+def test_usage_chunk_is_captured() -> None:
+    """The include_usage chunk (empty choices, usage object) is kept as the stream's usage."""
+    usage = {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15}
+    body = sse(chunk(content="Hi"), {"choices": [], "usage": usage})
+    assert parse_stream(body).usage == usage
+
+
+def test_null_usage_on_ordinary_chunks_is_not_usage() -> None:
+    """Chunks with ``"usage": null`` and Azure's prompt_filter_results chunk carry no usage."""
+    filters = {"choices": [], "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": {}}]}
+    body = sse(filters, {**chunk(content="Hi"), "usage": None})
+    content = parse_stream(body)
+    assert content.usage is None
+    assert content.texts() == ["Hi"]
+
+
+def test_legacy_completions_text() -> None:
+    """Legacy completions stream ``choices[].text``."""
+    body = sse({"choices": [{"index": 0, "text": "Once"}]}, {"choices": [{"index": 0, "text": " upon"}]})
+    assert parse_stream(body).texts() == ["Once upon"]
+
+
+def test_responses_api_stream() -> None:
+    """Responses events: text, function arguments and reasoning deltas, and response.completed usage."""
+    usage = {"input_tokens": 20, "output_tokens": 9, "output_tokens_details": {"reasoning_tokens": 4}}
+    events: list[dict[str, Any]] = [
+        {"type": "response.created", "response": {"model": "o4-mini", "usage": None}},
+        {
+            "type": "response.reasoning_summary_text.delta",
+            "output_index": 0,
+            "summary_index": 0,
+            "delta": "Think",
+        },
+        {"type": "response.output_text.delta", "output_index": 1, "content_index": 0, "delta": "Hello"},
+        {"type": "response.output_text.delta", "output_index": 1, "content_index": 0, "delta": " there"},
+        {"type": "response.output_text.done", "output_index": 1, "content_index": 0, "text": "Hello there"},
+        {
+            "type": "response.output_item.added",
+            "output_index": 2,
+            "item": {"type": "function_call", "name": "f"},
+        },
+        {"type": "response.function_call_arguments.delta", "output_index": 2, "delta": '{"a":1}'},
+        {"type": "response.completed", "response": {"model": "o4-mini", "usage": usage}},
+    ]
+    body = "".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in events)
+    content = parse_stream(body)
+    assert content.choice_text(1) == "Hello there"
+    assert sorted(content.texts()) == sorted(["Think", "Hello there", "f", '{"a":1}'])
+    assert content.usage == usage
+    assert content.model == "o4-mini"
+    assert not content.damaged
+
+
+def test_responses_event_name_from_event_line() -> None:
+    """When the payload lacks ``type``, the ``event:`` line names it."""
+    body = 'event: response.output_text.delta\ndata: {"output_index": 0, "delta": "x"}\n\n'
+    assert parse_stream(body).texts() == ["x"]
+
+
+def test_incomplete_response_still_reports_usage() -> None:
+    """``response.incomplete`` (max_output_tokens reached) carries usage like response.completed."""
+    usage = {"input_tokens": 5, "output_tokens": 16}
+    body = sse({"type": "response.incomplete", "response": {"usage": usage}}, done=False)
+    assert parse_stream(body).usage == usage
+
+
+def test_audio_output_is_media() -> None:
+    """Audio deltas (chat or Responses) are flagged as output a text recount cannot cover."""
+    assert parse_stream(sse(chunk(audio={"data": "AAAA", "transcript": "hi"}))).has_media
+    assert parse_stream(sse({"type": "response.audio.delta", "delta": "AAAA"})).has_media
+    assert not parse_stream(sse(chunk(content="hi"))).has_media
+
+
+def test_malformed_line_marks_damage_and_keeps_the_rest() -> None:
+    """A data line that is not JSON marks the stream damaged; other chunks are still read."""
+    content = parse_stream(sse(chunk(content="a"), '{"choices": [', chunk(content="b")))
+    assert content.damaged
+    assert content.texts() == ["ab"]
+
+
+def test_non_object_payload_marks_damage() -> None:
+    """A data payload that is JSON but not an object (a number, a list) is damage."""
+    assert parse_stream(sse(42)).damaged
+    assert parse_stream(sse([1, 2])).damaged
+
+
+def test_cut_last_line_marks_damage() -> None:
+    """A stream cut in the middle of its last line is damaged; one merely lacking a newline is not."""
+    whole = sse(chunk(content="a"), done=False)
+    assert parse_stream(whole + 'data: {"choices": [{"index": 0, "delta": {"cont').damaged
+    assert not parse_stream(whole + f"data: {json.dumps(chunk(content='b'))}").damaged
+
+
+def test_events_logged_without_blank_lines() -> None:
+    """Consecutive data lines with no blank line between them are still read one by one."""
+    body = "\n".join(f"data: {json.dumps(chunk(content=t))}" for t in ("a", "b", "c")) + "\ndata: [DONE]\n"
+    content = parse_stream(body)
+    assert content.texts() == ["abc"]
+    assert not content.damaged
+    assert content.done
+
+
+def test_wrong_types_inside_chunks_are_ignored() -> None:
+    """Unexpected types (choices a dict, index a string, content a number) are skipped quietly."""
+    body = sse(
+        {"choices": {"0": 1}}, {"choices": [{"index": "1", "delta": {"content": 5}}, "x", {"delta": []}]}
+    )
+    content = parse_stream(body)
+    assert content.texts() == []
+    assert not content.damaged
+
+
+def test_looks_like_sse() -> None:
+    """Streams start with an SSE field (after optional whitespace); JSON bodies do not."""
+    assert looks_like_sse("data: {}")
+    assert looks_like_sse("\n\nevent: x\ndata: {}")
+    assert looks_like_sse(": comment\n")
+    assert not looks_like_sse('{"choices": []}')
+    assert not looks_like_sse("")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text()
+    | st.lists(st.sampled_from(["data: ", "data:", "\n", "\r\n", "{", "}", "[DONE]", '"x"', ":"])).map(
+        "".join
+    )
+)
+def test_parse_stream_never_raises(body: str) -> None:
+    """Any text at all parses to a StreamContent without raising."""
+    content = parse_stream(body)
+    assert isinstance(content.texts(), list)
