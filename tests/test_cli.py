@@ -1,0 +1,162 @@
+"""The command line: ingest streams JSONL into the store with a readable summary; demo runs end to end."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from chargeback import runtime
+from chargeback.cli import main, read_messages
+from tests.conftest import make_event, to_body
+
+
+@pytest.fixture(autouse=True)
+def fresh_runtime():
+    """Each CLI run builds its own writer."""
+    runtime.build_writer.cache_clear()
+    yield
+    runtime.build_writer.cache_clear()
+
+
+def write_jsonl(path: Path, bodies: list[bytes]) -> Path:
+    path.write_bytes(b"\n".join(bodies) + b"\n")
+    return path
+
+
+def test_read_messages_streams_in_bounded_batches_and_skips_blank_lines(tmp_path: Path):
+    """Batches never exceed the batch size; blank lines are not messages; line numbers are kept."""
+    path = write_jsonl(tmp_path / "e.jsonl", [b"a", b"", b"b", b"c", b"  ", b"d", b"e"])
+    batches = [batch for batch, _ in read_messages(path, batch_size=2)]
+    assert [[m.body for m in b] for b in batches] == [[b"a", b"b"], [b"c", b"d"], [b"e"]]
+    assert [m.source.position for m in batches[0]] == ["1", "3"]
+
+
+def test_ingest_writes_rows_dead_letters_and_prints_a_summary(tmp_path: Path, config_files, capsys):
+    """ingest: good rows in the store, bad ones dead-lettered, counts by outcome and reason printed, exit 0."""
+    card, deployments = config_files
+    good = [make_event() for _ in range(3)]
+    bodies = [to_body(e) for e in good] + [
+        to_body(good[0]),
+        b"{broken",
+        to_body(make_event(schemaVersion="2")),
+    ]
+    path = write_jsonl(tmp_path / "events.jsonl", bodies)
+    db = tmp_path / "out.duckdb"
+    code = main(
+        [
+            "ingest",
+            str(path),
+            "--db",
+            str(db),
+            "--rate-card",
+            str(card),
+            "--deployments",
+            str(deployments),
+            "--deadletter",
+            str(tmp_path / "dl"),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    for text in (
+        "received",
+        "written",
+        "duplicate",
+        "dead-lettered",
+        "invalid-json",
+        "unknown-schema-version",
+        "reported",
+        "priced",
+        "team-a",
+    ):
+        assert text in out
+    runtime.build_writer.cache_clear()
+    with duckdb.connect(str(db), read_only=True) as connection:
+        ids = {r[0] for r in connection.execute('SELECT RequestId FROM "AOAIChargeback_CL"').fetchall()}
+    assert ids == {e["requestId"] for e in good}
+    assert len(list((tmp_path / "dl").rglob("*.jsonl"))) == 1
+
+
+def test_ingest_reads_gzip_files(tmp_path: Path, config_files):
+    """A .jsonl.gz file is read as JSONL."""
+    card, deployments = config_files
+    path = tmp_path / "events.jsonl.gz"
+    path.write_bytes(gzip.compress(to_body(make_event()) + b"\n"))
+    code = main(
+        [
+            "ingest",
+            str(path),
+            "--db",
+            str(tmp_path / "g.duckdb"),
+            "--rate-card",
+            str(card),
+            "--deployments",
+            str(deployments),
+            "--deadletter",
+            str(tmp_path / "dl"),
+        ]
+    )
+    assert code == 0
+
+
+def test_missing_file_is_a_clear_error_with_exit_2(tmp_path: Path, capsys):
+    """A path that does not exist is reported, not a traceback."""
+    assert main(["ingest", str(tmp_path / "nope.jsonl"), "--db", str(tmp_path / "x.duckdb")]) == 2
+    assert "no such file" in capsys.readouterr().out
+
+
+def test_bad_rate_card_is_a_config_error_with_exit_2(tmp_path: Path, capsys):
+    """A broken rate card stops the run with its reason code before anything is written."""
+    card = tmp_path / "card.csv"
+    card.write_text("model,deployment_type\nx,global\n")
+    path = write_jsonl(tmp_path / "e.jsonl", [to_body(make_event())])
+    assert main(["ingest", str(path), "--db", str(tmp_path / "x.duckdb"), "--rate-card", str(card)]) == 2
+    assert "config-invalid" in capsys.readouterr().out
+
+
+def test_python_dash_m_runs_the_same_cli():
+    """python -m chargeback answers --help with the commands."""
+    result = subprocess.run(
+        [sys.executable, "-m", "chargeback", "--help"], capture_output=True, text=True, check=True
+    )
+    assert "ingest" in result.stdout
+    assert "demo" in result.stdout
+
+
+def test_demo_generates_ingests_and_reports_a_month(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys):
+    """demo: a small month goes end to end and the store holds one row per distinct call."""
+    monkeypatch.chdir(tmp_path)
+    code = main(
+        [
+            "demo",
+            "--events",
+            "400",
+            "--month",
+            "2026-10",
+            "--db",
+            str(tmp_path / "demo.duckdb"),
+            "--deadletter",
+            str(tmp_path / "dl"),
+            "--out",
+            str(tmp_path / "exports"),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "2026-10" in out
+    runtime.build_writer.cache_clear()
+    with duckdb.connect(str(tmp_path / "demo.duckdb"), read_only=True) as connection:
+        count, sources = connection.execute(
+            'SELECT count(*), count(DISTINCT UsageSource) FROM "AOAIChargeback_CL"'
+        ).fetchone()
+    assert count == 400
+    assert sources == 4
+    lines = (tmp_path / "demo" / "events-2026-10.jsonl").read_bytes().splitlines()
+    assert len(lines) > 400  # redeliveries and broken events on top of the 400 calls
+    assert json.loads(lines[0])["schemaVersion"] == "1"
