@@ -38,7 +38,7 @@ def test_read_messages_streams_in_bounded_batches_and_skips_blank_lines(tmp_path
 
 
 def test_ingest_writes_rows_dead_letters_and_prints_a_summary(tmp_path: Path, config_files, capsys):
-    """ingest: good rows in the store, bad ones dead-lettered, counts by outcome and reason printed, exit 0."""
+    """ingest: good rows stored, bad ones dead-lettered, counts by outcome and reason printed, exit 0."""
     card, deployments = config_files
     good = [make_event() for _ in range(3)]
     bodies = [to_body(e) for e in good] + [

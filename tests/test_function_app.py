@@ -1,4 +1,4 @@
-"""End to end through the Event Hub trigger: func.EventHubEvent batches in, store rows and dead-letters out."""
+"""End to end through the Event Hub trigger: EventHubEvent batches in, rows and dead-letters out."""
 
 from __future__ import annotations
 
@@ -133,7 +133,7 @@ def test_duplicates_across_and_within_batches_are_charged_once(trigger, tmp_path
 
 
 def test_usage_shapes_resolve_to_their_sources(trigger, tmp_path: Path):
-    """Reported chat, Responses API, embeddings, stream usage chunk and recount each land with their source."""
+    """Reported chat, Responses API, embeddings, stream usage chunk and recount land with their source."""
     enc = encoding_for_model("gpt-4o")
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name three rivers."}]
     deltas = ["Nile", ", Amazon", " and Danube."]

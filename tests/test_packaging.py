@@ -11,8 +11,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 def _names(requirements: list[str]) -> dict[str, str]:
     out = {}
-    for line in requirements:
-        line = line.split("#", 1)[0].strip()
+    for raw in requirements:
+        line = raw.split("#", 1)[0].strip()
         if line:
             name = re.split(r"[<>=!~\[ ]", line, maxsplit=1)[0].lower()
             out[name] = line
@@ -34,7 +34,7 @@ def test_funcignore_keeps_tests_and_tools_out_of_the_deployment_but_not_the_pack
 
 
 def test_package_data_ships_schemas_config_and_encodings():
-    """Schema JSON, config CSVs and the tiktoken encodings are inside the package, so nothing is downloaded."""
+    """Schema JSON, config CSVs and tiktoken encodings ship inside the package: nothing is downloaded."""
     package = REPO / "chargeback"
     assert (package / "schemas" / "tables.json").exists()
     assert (package / "schemas" / "event.v1.schema.json").exists()
@@ -55,7 +55,8 @@ def test_importing_the_function_app_does_not_import_heavy_libraries():
     import sys
 
     code = (
-        "import sys, function_app; heavy = [m for m in ('pandas', 'tiktoken', 'duckdb', 'azure.monitor.ingestion',"
+        "import sys, function_app; heavy = [m for m in ('pandas', 'tiktoken', 'duckdb',"
+        " 'azure.monitor.ingestion',"
         " 'azure.storage.blob') if m in sys.modules]; print(heavy)"
     )
     result = subprocess.run(

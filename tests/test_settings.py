@@ -18,7 +18,8 @@ def test_defaults_are_the_embedded_local_store_and_shipped_config():
     """With an empty environment the app runs on DuckDB, local folders and the shipped CSVs."""
     settings = Settings.from_env({})
     assert settings.chargeback_sink == "duckdb"
-    assert settings.deadletter_path and settings.exports_path
+    assert settings.deadletter_path
+    assert settings.exports_path
     assert settings.rate_card == default_config_path("rate_card.csv")
     assert settings.rate_card.exists()
     assert settings.deployments.exists()
