@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
+# A usage *object* (not ``"usage": null``). Inside a JSON string the quotes would be escaped, so
+# this only matches real members.
+_USAGE_OBJECT = re.compile(r'"usage"\s*:\s*\{')
 _SSE_START = re.compile(r"\s*(?:data|event|id|retry)?:")
 # Responses API delta events whose ``delta`` is completion text, and the part each one feeds
 # (reasoning deltas, of several kinds, are matched by prefix).
@@ -92,7 +95,7 @@ def iter_events(body: str) -> Iterator[SseEvent]:
     """
     name = ""
     data: list[str] = []
-    for line in _LINE_BREAK.split(body):
+    for line in _lines(body):
         if not line:
             if data:
                 yield SseEvent(name, "\n".join(data))
@@ -109,6 +112,29 @@ def iter_events(body: str) -> Iterator[SseEvent]:
             name = value
     if data:
         yield SseEvent(name, "\n".join(data))
+
+
+def _lines(body: str) -> list[str]:
+    # str.split is several times faster than the regex, and most logs use LF only.
+    return _LINE_BREAK.split(body) if "\r" in body else body.split("\n")
+
+
+def find_usage(body: str) -> dict[str, Any] | None:
+    """The usage a stream reported at its end, found without reading every chunk.
+
+    Only lines holding a usage object are parsed, so a stream that reports usage (the normal case
+    once the policy sets ``stream_options.include_usage``) costs one scan of the text. None when
+    no single line carries one; ``parse_stream`` then reads the whole stream.
+    """
+    usage: dict[str, Any] | None = None
+    for match in _USAGE_OBJECT.finditer(body):
+        start = body.rfind("\n", 0, match.start()) + 1
+        end = body.find("\n", match.end())
+        content = StreamContent()
+        for event in iter_events(body[start : len(body) if end < 0 else end]):
+            _read_data(content, event.data, event.name)
+        usage = content.usage or usage
+    return usage
 
 
 def parse_stream(body: str) -> StreamContent:
@@ -155,7 +181,8 @@ def _feed(content: StreamContent, payload: dict[str, Any], event_name: str) -> N
 
 def _feed_choices(content: StreamContent, chunk: dict[str, Any]) -> None:
     """A chat completions or legacy completions chunk."""
-    _note_model(content, chunk)
+    if not content.model:
+        _note_model(content, chunk)
     usage = chunk.get("usage")
     if isinstance(usage, dict):
         content.usage = usage
@@ -166,30 +193,37 @@ def _feed_choices(content: StreamContent, chunk: dict[str, Any]) -> None:
         if not isinstance(choice, dict):
             continue
         index = _index(choice.get("index"))
-        content.add(index, "text", choice.get("text"))
+        if "text" in choice:
+            content.add(index, "text", choice["text"])
         delta = choice.get("delta")
         if isinstance(delta, dict):
             _feed_delta(content, index, delta)
 
 
+# Delta members that are plain completion text, and the part each feeds. reasoning_content is not
+# sent by OpenAI models but by reasoning models served on the same endpoint.
+_DELTA_TEXTS = {"content": "content", "refusal": "refusal", "reasoning_content": "reasoning"}
+
+
 def _feed_delta(content: StreamContent, index: int, delta: dict[str, Any]) -> None:
-    content.add(index, "content", delta.get("content"))
-    content.add(index, "refusal", delta.get("refusal"))
-    # Not sent by OpenAI models, but by reasoning models served on the same endpoint.
-    content.add(index, "reasoning", delta.get("reasoning_content"))
-    if delta.get("audio") is not None:
-        content.has_media = True
-    function_call = delta.get("function_call")
-    if isinstance(function_call, dict):
-        content.add(index, "function_call.name", function_call.get("name"))
-        content.add(index, "function_call.arguments", function_call.get("arguments"))
-    tool_calls = delta.get("tool_calls")
-    if not isinstance(tool_calls, list):
-        return
-    for call in tool_calls:
-        if not isinstance(call, dict):
-            continue
-        function = call.get("function")
+    # Loop over what the delta holds (usually one member) rather than probing every known one:
+    # this runs once per streamed token.
+    for key, value in delta.items():
+        part = _DELTA_TEXTS.get(key)
+        if part is not None:
+            content.add(index, part, value)
+        elif key == "tool_calls" and isinstance(value, list):
+            _feed_tool_calls(content, index, value)
+        elif key == "function_call" and isinstance(value, dict):
+            content.add(index, "function_call.name", value.get("name"))
+            content.add(index, "function_call.arguments", value.get("arguments"))
+        elif key == "audio" and value is not None:
+            content.has_media = True
+
+
+def _feed_tool_calls(content: StreamContent, index: int, calls: list[Any]) -> None:
+    for call in calls:
+        function = call.get("function") if isinstance(call, dict) else None
         if isinstance(function, dict):
             tool = _index(call.get("index"))
             content.add(index, f"tool{tool}.name", function.get("name"))

@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chargeback.sse import SseEvent, iter_events, looks_like_sse, parse_stream
+from chargeback.sse import SseEvent, find_usage, iter_events, looks_like_sse, parse_stream
 
 
 def sse(*payloads: Any, done: bool = True, eol: str = "\n") -> str:
@@ -137,6 +137,33 @@ def test_null_usage_on_ordinary_chunks_is_not_usage() -> None:
     content = parse_stream(body)
     assert content.usage is None
     assert content.texts() == ["Hi"]
+
+
+def test_find_usage_reads_only_the_usage_line() -> None:
+    """find_usage returns the final usage object and ignores null usage and usage-like content text."""
+    usage = {"prompt_tokens": 12, "completion_tokens": 3}
+    tricky = chunk(content='he wrote "usage": {"prompt_tokens": 1}')
+    body = sse({**chunk(content="Hi"), "usage": None}, tricky, {"choices": [], "usage": usage})
+    assert find_usage(body) == usage
+    assert find_usage(sse(tricky, chunk(content="x"))) is None
+
+
+def test_find_usage_of_a_responses_stream() -> None:
+    """find_usage finds response.completed usage and skips response.created's null usage."""
+    usage = {"input_tokens": 4, "output_tokens": 2}
+    body = sse(
+        {"type": "response.created", "response": {"usage": None}},
+        {"type": "response.completed", "response": {"usage": usage}},
+        done=False,
+    )
+    assert find_usage(body) == usage
+
+
+def test_find_usage_with_cr_line_endings() -> None:
+    """Bodies with CR-only line breaks still yield their usage."""
+    usage = {"prompt_tokens": 1, "completion_tokens": 1}
+    body = sse(chunk(content="a"), {"choices": [], "usage": usage}).replace("\n", "\r")
+    assert find_usage(body) == usage
 
 
 def test_legacy_completions_text() -> None:
