@@ -39,7 +39,7 @@ _FIM_MIDDLE = "<|fim_middle|>"
 _FIM_SUFFIX = "<|fim_suffix|>"
 _ENDOFPROMPT = "<|endofprompt|>"
 
-# Copied verbatim from tiktoken_ext/openai_public.py (tiktoken 0.9 - 0.14); tests/test_tokens.py
+# Copied verbatim from tiktoken_ext/openai_public.py (checked against 0.14); tests/test_tokens.py
 # proves the resulting encodings produce the same ids as tiktoken.get_encoding.
 _CL100K_PAT = r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""  # noqa: E501
 _O200K_PAT = "|".join(
