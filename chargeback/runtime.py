@@ -69,16 +69,24 @@ def build_writer(settings: Settings) -> UsageWriter:
         from chargeback.store import DuckDBStore
 
         return DuckDBStore(settings.chargeback_duckdb_path)
+    if settings.chargeback_sink == "loganalytics":
+        from chargeback.loganalytics import LogAnalyticsWriter
+
+        return LogAnalyticsWriter.from_settings(settings)
     raise ConfigError(f"CHARGEBACK_SINK={settings.chargeback_sink} is not available in this build")
 
 
 @lru_cache(maxsize=4)
 def build_deadletter(settings: Settings) -> DeadLetterStore:
     """The dead-letter store: a Blob container when one is configured, else the local folder."""
-    if settings.uses_blob and settings.deadletter_container:
-        raise ConfigError(
-            "Blob dead-letter is not available in this build; unset STORAGE_* to use DEADLETTER_PATH"
-        )
+    if settings.deadletter_container:
+        if not settings.uses_blob:
+            raise ConfigError(
+                "DEADLETTER_CONTAINER needs STORAGE_BLOB_ENDPOINT (or STORAGE_CONNECTION_STRING for Azurite)"
+            )
+        from chargeback.blob import BlobDeadLetterStore
+
+        return BlobDeadLetterStore.from_settings(settings)
     from chargeback.deadletter import LocalDeadLetterStore
 
     return LocalDeadLetterStore(settings.deadletter_path)
