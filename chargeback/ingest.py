@@ -72,18 +72,43 @@ def _unique_by_request_id(charges: list[Charge]) -> tuple[list[Charge], int]:
     return unique, len(charges) - len(unique)
 
 
+def _all_failed(charges: list[Charge], reason: Reason, detail: str) -> WriteResult:
+    return WriteResult(failed=[FailedRow(charge.row, reason, detail) for charge in charges])
+
+
 def _write(writer: UsageWriter, charges: list[Charge]) -> WriteResult:
+    """Write the rows; whatever goes wrong, every row comes back written, duplicate or failed.
+
+    A writer that raises, returns something else than a WriteResult, miscounts, or reports a failed
+    row that is not one of ours cannot say which rows it kept: every row is then treated as failed
+    (dead-lettered). Some may also be in the table; replay and queries dedupe on RequestId, so
+    this errs on the side of charging once later rather than never.
+    """
     rows = [charge.row for charge in charges]
+    if not rows:
+        return WriteResult()
     try:
-        result = writer.write(rows)
+        outcome: object = writer.write(rows)
     except SinkError as exc:
-        return WriteResult(failed=[FailedRow(row, exc.reason, exc.detail) for row in rows])
+        return _all_failed(charges, exc.reason, exc.detail)
     except Exception as exc:
-        detail = f"writer raised {type(exc).__name__}: {exc}"
-        return WriteResult(failed=[FailedRow(row, Reason.INTERNAL_ERROR, detail) for row in rows])
+        return _all_failed(charges, Reason.INTERNAL_ERROR, f"writer raised {type(exc).__name__}: {exc}")
+    if not isinstance(outcome, WriteResult):
+        return _all_failed(charges, Reason.INTERNAL_ERROR, f"writer returned {type(outcome).__name__}")
+    result = outcome
     accounted = result.written + result.duplicates + len(result.failed)
-    if accounted != len(rows):
-        raise SinkError(f"writer accounted for {accounted} of {len(rows)} rows", reason=Reason.INTERNAL_ERROR)
+    ours = {row["RequestId"] for row in rows}
+    failed_ids = [failure.row.get("RequestId") for failure in result.failed]
+    if accounted != len(rows) or not set(failed_ids) <= ours or len(set(failed_ids)) != len(failed_ids):
+        log.critical(
+            "chargeback: writer accounted for %d of %d rows (%d failed); dead-lettering all of them",
+            accounted,
+            len(rows),
+            len(failed_ids),
+        )
+        return _all_failed(
+            charges, Reason.INTERNAL_ERROR, f"writer accounted for {accounted} of {len(rows)} rows"
+        )
     return result
 
 
@@ -106,9 +131,11 @@ def ingest_batch(
     records = [
         DeadLetter(r.message, r.reason, r.detail, stamp, r.field, r.request_id) for r in result.rejections
     ]
-    failed_ids = {id(failure.row): failure for failure in written.failed}
+    # Failures are matched by RequestId (unique in ``unique``), not by object identity: a writer
+    # may hand back a copy of the row it could not send.
+    failed_ids = {failure.row["RequestId"]: failure for failure in written.failed}
     for charge in unique:
-        failure = failed_ids.get(id(charge.row))
+        failure = failed_ids.get(charge.row["RequestId"])
         if failure is not None:
             records.append(
                 DeadLetter(
@@ -137,7 +164,7 @@ def ingest_batch(
     )
     summary.reasons.update(record.reason.value for record in records)
     for charge in unique:
-        if id(charge.row) in failed_ids:
+        if charge.row["RequestId"] in failed_ids:
             continue
         row = charge.row
         if written.written_keys is not None and row["RequestId"] not in written.written_keys:
@@ -152,5 +179,13 @@ def ingest_batch(
     if records:
         log.warning(
             "chargeback: dead-lettered %d of %d events: %s", len(records), len(batch), dict(summary.reasons)
+        )
+    if not summary.accounted:  # cannot happen by construction; said loudly if it ever does
+        log.critical(
+            "chargeback: batch of %d not accounted: written=%d duplicates=%d dead_lettered=%d",
+            summary.received,
+            summary.written,
+            summary.duplicates,
+            summary.dead_lettered,
         )
     return summary
