@@ -1,0 +1,16 @@
+// User-assigned identity of the Function App: one identity for Event Hubs, Logs Ingestion,
+// Log Analytics queries, Blob Storage and the Flex deployment package (AZURE_CLIENT_ID).
+param name string
+param location string
+param tags object
+
+resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: name
+  location: location
+  tags: tags
+}
+
+output id string = identity.id
+output name string = identity.name
+output clientId string = identity.properties.clientId
+output principalId string = identity.properties.principalId

@@ -1,0 +1,239 @@
+// Azure OpenAI chargeback: Event Hub -> Function App (Flex Consumption) -> Log Analytics custom
+// tables, with the APIM logger + policy on an existing API Management service, a finance workbook
+// and alert rules. `azd up` deploys it (azure.yaml); see infra/README.md.
+targetScope = 'subscription'
+
+@minLength(1)
+@maxLength(64)
+@description('Name of the environment; used in resource names and the azd-env-name tag.')
+param environmentName string
+
+@minLength(1)
+@description('Primary location for all resources.')
+param location string
+
+@description('Object id of the deploying user (azd sets AZURE_PRINCIPAL_ID): given read access to check events flow. Empty: none.')
+param principalId string = ''
+
+@description('Name of the EXISTING API Management service that fronts Azure OpenAI. Empty: skip the APIM logger and policy.')
+param apimServiceName string = ''
+
+@description('Resource group of the existing API Management service.')
+param apimResourceGroupName string = ''
+
+@description('Name (id) of the existing APIM API to apply policy/aoai-chargeback.policy.xml to. Empty: only the logger, named value and fragment are created.')
+param apimApiName string = ''
+
+@minValue(1)
+@maxValue(32)
+@description('Event Hub partitions (fixed after creation on Standard). More partitions = more parallel function instances.')
+param eventHubPartitionCount int = 4
+
+@minValue(1)
+@maxValue(7)
+@description('Event Hub message retention in days: how long the function can fall behind without losing events.')
+param eventHubRetentionDays int = 7
+
+@minValue(30)
+@maxValue(730)
+@description('Interactive retention of the chargeback tables (days).')
+param tableRetentionDays int = 730
+
+@minValue(30)
+@maxValue(4383)
+@description('Total retention of the chargeback tables, archive included (days). Finance usually keeps 7 years.')
+param tableTotalRetentionDays int = 2556
+
+@minValue(0)
+@description('Hours after month end before the monthly close runs (late events).')
+param rollupGraceHours int = 48
+
+@description('E-mail address that receives budget, unpriced-usage and dead-letter alerts. Empty: no e-mail receiver.')
+param alertEmail string = ''
+
+@secure()
+@description('Optional https webhook the budget check posts to (ALERT_WEBHOOK_URL).')
+param alertWebhookUrl string = ''
+
+@minValue(40)
+@maxValue(1000)
+@description('Flex Consumption: maximum instances of the function app.')
+param maximumInstanceCount int = 40
+
+var abbrs = loadJsonContent('abbreviations.json')
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = { 'azd-env-name': environmentName }
+var functionAppName = '${abbrs.webSitesFunctions}chargeback-${resourceToken}'
+var eventHubName = 'aoai-usage'
+var consumerGroupName = 'chargeback-function'
+var deadletterContainer = 'deadletter'
+var exportsContainer = 'exports'
+var deploymentContainer = 'app-package-${take(functionAppName, 32)}-${take(resourceToken, 7)}'
+var deployApim = !empty(apimServiceName) && !empty(apimResourceGroupName)
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: '${abbrs.resourcesResourceGroups}${environmentName}'
+  location: location
+  tags: tags
+}
+
+// The existing API Management service: its system-assigned identity sends to Event Hub.
+resource apim 'Microsoft.ApiManagement/service@2023-09-01-preview' existing = if (deployApim) {
+  name: apimServiceName
+  scope: resourceGroup(deployApim ? apimResourceGroupName : rg.name)
+}
+
+module identity 'app/identity.bicep' = {
+  name: 'identity'
+  scope: rg
+  params: {
+    name: '${abbrs.managedIdentityUserAssignedIdentities}chargeback-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module monitoring 'app/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: rg
+  params: {
+    workspaceName: '${abbrs.operationalInsightsWorkspaces}${resourceToken}'
+    appInsightsName: '${abbrs.insightsComponents}${resourceToken}'
+    dataCollectionRuleName: '${abbrs.insightsDataCollectionRules}chargeback-${resourceToken}'
+    location: location
+    tags: tags
+    tableRetentionDays: tableRetentionDays
+    tableTotalRetentionDays: tableTotalRetentionDays
+  }
+}
+
+module eventHubs 'app/eventhubs.bicep' = {
+  name: 'eventhubs'
+  scope: rg
+  params: {
+    name: '${abbrs.eventHubNamespaces}${resourceToken}'
+    location: location
+    tags: tags
+    eventHubName: eventHubName
+    partitionCount: eventHubPartitionCount
+    retentionDays: eventHubRetentionDays
+    consumerGroupName: consumerGroupName
+  }
+}
+
+module storage 'app/storage.bicep' = {
+  name: 'storage'
+  scope: rg
+  params: {
+    name: '${abbrs.storageStorageAccounts}${resourceToken}'
+    location: location
+    tags: tags
+    deadletterContainer: deadletterContainer
+    exportsContainer: exportsContainer
+    deploymentContainer: deploymentContainer
+    workspaceId: monitoring.outputs.workspaceId
+  }
+}
+
+module function 'app/function.bicep' = {
+  name: 'function'
+  scope: rg
+  params: {
+    name: functionAppName
+    planName: '${abbrs.webServerFarms}${resourceToken}'
+    location: location
+    tags: tags
+    identityId: identity.outputs.id
+    identityClientId: identity.outputs.clientId
+    storageBlobEndpoint: storage.outputs.blobEndpoint
+    storageQueueEndpoint: storage.outputs.queueEndpoint
+    storageTableEndpoint: storage.outputs.tableEndpoint
+    deploymentContainer: deploymentContainer
+    deadletterContainer: deadletterContainer
+    exportsContainer: exportsContainer
+    eventHubNamespaceFqdn: eventHubs.outputs.fullyQualifiedNamespace
+    eventHubName: eventHubName
+    consumerGroupName: consumerGroupName
+    logsIngestionEndpoint: monitoring.outputs.logsIngestionEndpoint
+    dataCollectionRuleImmutableId: monitoring.outputs.dataCollectionRuleImmutableId
+    usageStreamName: monitoring.outputs.usageStreamName
+    alertsStreamName: monitoring.outputs.alertsStreamName
+    workspaceCustomerId: monitoring.outputs.workspaceCustomerId
+    appInsightsConnectionString: monitoring.outputs.appInsightsConnectionString
+    rollupGraceHours: rollupGraceHours
+    alertWebhookUrl: alertWebhookUrl
+    maximumInstanceCount: maximumInstanceCount
+  }
+}
+
+module rbac 'app/rbac.bicep' = {
+  name: 'rbac'
+  scope: rg
+  params: {
+    functionPrincipalId: identity.outputs.principalId
+    apimPrincipalId: deployApim ? apim.identity.principalId : ''
+    userPrincipalId: principalId
+    eventHubNamespaceName: eventHubs.outputs.namespaceName
+    eventHubName: eventHubName
+    dataCollectionRuleName: monitoring.outputs.dataCollectionRuleName
+    workspaceName: monitoring.outputs.workspaceName
+    appInsightsName: monitoring.outputs.appInsightsName
+    storageAccountName: storage.outputs.name
+  }
+}
+
+module apimChargeback 'app/apim.bicep' = if (deployApim) {
+  name: 'apim-chargeback'
+  scope: resourceGroup(deployApim ? apimResourceGroupName : rg.name)
+  params: {
+    apimServiceName: apimServiceName
+    apiName: apimApiName
+    eventHubNamespaceFqdn: eventHubs.outputs.fullyQualifiedNamespace
+    eventHubName: eventHubName
+  }
+  // The logger connects with APIM's identity: it needs Azure Event Hubs Data Sender first.
+  dependsOn: [rbac]
+}
+
+module workbook 'app/workbook.bicep' = {
+  name: 'workbook'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    workspaceId: monitoring.outputs.workspaceId
+  }
+}
+
+module alerts 'app/alerts.bicep' = {
+  name: 'alerts'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    resourceToken: resourceToken
+    workspaceId: monitoring.outputs.workspaceId
+    storageAccountName: storage.outputs.name
+    deadletterContainer: deadletterContainer
+    alertEmail: alertEmail
+  }
+  // The rules query the custom tables, which must exist when a rule is validated.
+  dependsOn: [monitoring]
+}
+
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_FUNCTION_APP_NAME string = function.outputs.name
+output AZURE_CLIENT_ID string = identity.outputs.clientId
+output EVENTHUB_NAMESPACE string = eventHubs.outputs.namespaceName
+output EVENTHUB_FULLY_QUALIFIED_NAMESPACE string = eventHubs.outputs.fullyQualifiedNamespace
+output EVENTHUB_NAME string = eventHubName
+output EVENTHUB_CONSUMER_GROUP string = consumerGroupName
+output LOGS_INGESTION_ENDPOINT string = monitoring.outputs.logsIngestionEndpoint
+output LOGS_DCR_IMMUTABLE_ID string = monitoring.outputs.dataCollectionRuleImmutableId
+output LOG_ANALYTICS_WORKSPACE_ID string = monitoring.outputs.workspaceCustomerId
+output STORAGE_BLOB_ENDPOINT string = storage.outputs.blobEndpoint
+output DEADLETTER_CONTAINER string = deadletterContainer
+output EXPORTS_CONTAINER string = exportsContainer
+output APIM_LOGGER_ID string = deployApim ? apimChargeback.outputs.loggerName : ''
