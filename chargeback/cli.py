@@ -158,6 +158,59 @@ def cmd_demo(args: argparse.Namespace, console: Any) -> int:
     return demo.run(settings, console, month=args.month, events=args.events, seed=args.seed)
 
 
+def cmd_replay(args: argparse.Namespace, console: Any) -> int:
+    """Replay dead-letters (the library's ``chargeback.replay``); prints what was replayed."""
+    from chargeback import replay
+
+    settings = _settings(args)
+    if args.from_container:
+        settings = dataclasses.replace(settings, deadletter_container=args.from_container)
+    elif args.from_folder:
+        settings = dataclasses.replace(
+            settings, deadletter_container="", deadletter_path=str(args.from_folder)
+        )
+    source: replay.ReplaySource
+    if settings.deadletter_container:
+        from chargeback.blob import BlobDeadLetterStore
+
+        source = BlobDeadLetterStore.from_settings(settings)
+    else:
+        source = replay.LocalReplayFolder(settings.deadletter_path)
+    reasons = replay.parse_reasons(args.reason)
+    if args.to == "eventhub":
+        producer = replay.event_hub_producer(settings)
+        with producer:
+            report = replay.replay_to_event_hub(source, producer, reasons=reasons, dry_run=args.dry_run)
+    else:
+        from chargeback.runtime import build_pricer, build_writer
+
+        report = replay.replay_to_pipeline(
+            source,
+            pricer=build_pricer(settings),
+            writer=build_writer(settings),
+            reasons=reasons,
+            dry_run=args.dry_run,
+        )
+    where = settings.deadletter_container or settings.deadletter_path
+    console.print(
+        f"dead-letters in {where}: {report.records_seen:,} records, {report.already_replayed:,} already "
+        f"replayed, {report.other_reasons:,} with other reasons, {report.pending:,} to replay"
+    )
+    for reason, count in report.pending_reasons.most_common():
+        console.print(f"  {reason}: {count:,}")
+    if report.dry_run:
+        console.print("dry run: nothing sent")
+        return 0
+    console.print(
+        f"replayed to {report.target}: {report.replayed:,}; still failing: {report.still_failing:,}"
+    )
+    for reason, count in report.new_reasons.most_common():
+        console.print(f"  now {reason}: {count:,}")
+    if report.target == "pipeline" and report.ingest.received:
+        print_summary(report.ingest, console)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; every command and option is documented in the README."""
     parser = argparse.ArgumentParser(prog="chargeback", description=__doc__.splitlines()[0])
@@ -186,6 +239,32 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--events", type=int, default=6000, help="number of calls to simulate")
     demo.add_argument("--seed", type=int, default=7, help="random seed (same seed, same month)")
     demo.set_defaults(handler=cmd_demo)
+
+    replay = commands.add_parser("replay", help="take dead-lettered events back through the pipeline")
+    source = replay.add_mutually_exclusive_group()
+    source.add_argument(
+        "--from-folder", type=Path, metavar="DIR", help="dead-letter folder (DEADLETTER_PATH)"
+    )
+    source.add_argument(
+        "--from-container", metavar="NAME", help="dead-letter Blob container (DEADLETTER_CONTAINER)"
+    )
+    replay.add_argument(
+        "--to",
+        choices=("pipeline", "eventhub"),
+        default="pipeline",
+        help="pipeline: ingest here with the configured writer; eventhub: re-send to EVENTHUB_NAME",
+    )
+    replay.add_argument(
+        "--reason",
+        nargs="+",
+        metavar="CODE",
+        help="reasons to replay (default: the replayable ones: sink-unavailable, write-failed, ...; or all)",
+    )
+    replay.add_argument("--dry-run", action="store_true", help="count what would be replayed, send nothing")
+    replay.add_argument("--db", type=Path, help="DuckDB store file (CHARGEBACK_DUCKDB_PATH)")
+    replay.add_argument("--rate-card", type=Path, help="rate card CSV (RATE_CARD_PATH)")
+    replay.add_argument("--deployments", type=Path, help="deployments map CSV (DEPLOYMENTS_PATH)")
+    replay.set_defaults(handler=cmd_replay)
     return parser
 
 
