@@ -180,3 +180,25 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Any:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def log_analytics(tmp_path: Path) -> Any:
+    """A local Log Analytics stand-in (Logs Ingestion + query APIs) on a fresh DuckDB file."""
+    from chargeback.localserver import LocalLogAnalytics
+
+    server = LocalLogAnalytics(tmp_path / "loganalytics.duckdb").start()
+    yield server
+    server.stop()
+
+
+def la_writer(server: Any, stream: str = "Custom-AOAIChargeback_CL", **options: Any) -> Any:
+    """A LogAnalyticsWriter on the real LogsIngestionClient, pointed at a local server; fast retries."""
+    from azure.monitor.ingestion import LogsIngestionClient
+
+    from chargeback.azure_clients import LocalStandInCredential
+    from chargeback.loganalytics import LogAnalyticsWriter
+
+    client = LogsIngestionClient(server.endpoint, LocalStandInCredential())
+    options = {"backoff": 0.05, "max_backoff": 0.2, "timeout": 2.0, **options}
+    return LogAnalyticsWriter(client, "dcr-local", stream, **options)
