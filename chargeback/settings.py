@@ -71,9 +71,12 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read settings from ``environ`` (default ``os.environ``); blank values mean the default."""
         env = os.environ if environ is None else environ
+        # Names are matched case-insensitively: Linux app settings keep their case, and the
+        # Functions convention spells some in mixed case (EVENTHUB__fullyQualifiedNamespace).
+        upper = {key.upper(): value for key, value in env.items()}
         values: dict[str, object] = {}
         for spec in fields(cls):
-            raw = env.get(spec.name.upper(), "").strip()
+            raw = upper.get(spec.name.upper(), "").strip()
             if not raw:
                 continue
             if spec.type == "int":

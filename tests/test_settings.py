@@ -57,6 +57,12 @@ def test_invalid_settings_are_config_errors_naming_the_setting(env: dict[str, st
         Settings.from_env(env)
 
 
+def test_mixed_case_names_are_read_as_the_functions_host_spells_them():
+    """EVENTHUB__fullyQualifiedNamespace (mixed case, as in Bicep and the sample) is read on Linux too."""
+    settings = Settings.from_env({"EVENTHUB__fullyQualifiedNamespace": "ns.servicebus.windows.net"})
+    assert settings.eventhub__fullyqualifiednamespace == "ns.servicebus.windows.net"
+
+
 def test_plain_http_is_allowed_only_for_localhost_stand_ins():
     """http://127.0.0.1 and localhost are accepted (Azurite, local Log Analytics), https elsewhere."""
     assert check_endpoint("X", "http://127.0.0.1:8089/") == "http://127.0.0.1:8089"
