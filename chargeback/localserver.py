@@ -310,7 +310,9 @@ class LocalLogAnalytics(ThreadingHTTPServer):
 
     def start(self) -> LocalLogAnalytics:
         """Serve on a background thread."""
-        self._thread = threading.Thread(target=self.serve_forever, name="local-log-analytics", daemon=True)
+        self._thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.05}, name="local-log-analytics", daemon=True
+        )
         self._thread.start()
         return self
 
