@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from chargeback.errors import Reason
-from chargeback.loganalytics import LogAnalyticsWriter, gzip_chunks, retry_after_seconds
 from chargeback.localserver import Fault, FaultPlan
+from chargeback.loganalytics import LogAnalyticsWriter, gzip_chunks, retry_after_seconds
 from chargeback.pipeline import process_batch
 from chargeback.settings import Settings
 from tests.conftest import la_writer, make_event, to_body
@@ -69,7 +69,8 @@ def test_ten_thousand_rows_take_at_most_four_calls(pricer, log_analytics):
 def test_rows_go_as_json_safe_values(pricer, log_analytics):
     """Datetimes go as ISO-8601 UTC and Decimal costs as numbers: the table gets typed values."""
     row = usage_rows(pricer, 1)[0]
-    assert isinstance(row["TimeGenerated"], datetime) and isinstance(row["TotalCost"], Decimal)
+    assert isinstance(row["TimeGenerated"], datetime)
+    assert isinstance(row["TotalCost"], Decimal)
     la_writer(log_analytics).write([row])
     [(when, cost)] = log_analytics.sql('SELECT "TimeGenerated", "TotalCost" FROM "AOAIChargeback_CL"')
     assert when == row["TimeGenerated"].astimezone(UTC).replace(tzinfo=None)
