@@ -1,0 +1,197 @@
+"""Budget alerts: written once to ``AOAIChargebackAlerts_CL`` and optionally posted to a webhook.
+
+An alert's ``AlertId`` (``YYYY-MM/subscription/kind/threshold``) makes it fire once:
+
+- locally the alerts table's primary key is AlertId, so ``DuckDBStore.insert`` skips a second one
+  (even when two checks race);
+- in Azure, Log Analytics has no key, so ``alerts_raised.kql`` lists the month's AlertIds first and
+  only new ones are sent through the Logs Ingestion writer (``LogAnalyticsWriter.for_alerts``).
+
+The same ``alerts_raised.kql`` check runs locally too, so both paths are exercised by the tests.
+
+``ALERT_WEBHOOK_URL`` gets one POST per check that raised something: ``{"text": "..."}``, the shape
+both Slack and Microsoft Teams incoming webhooks accept. A failed POST is logged, not retried: the
+alert itself is already recorded in the table (and an Azure Monitor rule can alert on that table).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from chargeback.budgets import AlertCandidate, BudgetCheck
+from chargeback.kqlrun import KqlRunner
+from chargeback.pipeline import Row
+from chargeback.rollup import month_window, to_text
+from chargeback.schema import ALERTS_TABLE
+
+log = logging.getLogger("chargeback.alerts")
+
+RAISED_QUERY = "alerts_raised"
+WEBHOOK_TIMEOUT = 10.0
+
+
+class AlertSink(Protocol):
+    """Where alert rows go; returns the AlertIds it accepted."""
+
+    def write_alerts(self, rows: Sequence[Row]) -> set[str]:
+        """Write alert rows; return the AlertIds written."""
+        ...
+
+
+class StoreAlertSink:
+    """The local DuckDB store's alerts table (primary key AlertId)."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def write_alerts(self, rows: Sequence[Row]) -> set[str]:
+        """Insert; rows whose AlertId exists already are skipped by the key."""
+        result = self.store.insert(ALERTS_TABLE, rows)
+        if result.failed:
+            log.error("alerts table refused %d alert(s): %s", len(result.failed), result.failed[0].detail)
+        return {str(key) for key in result.written_keys}
+
+
+class WriterAlertSink:
+    """A usage-writer-shaped sink (``LogAnalyticsWriter.for_alerts``) on the alerts stream."""
+
+    def __init__(self, writer: Any) -> None:
+        self.writer = writer
+
+    def write_alerts(self, rows: Sequence[Row]) -> set[str]:
+        """Upload; alerts in failed chunks are not counted as raised (the next check retries them)."""
+        result = self.writer.write(rows)
+        failed = {str(item.row.get("AlertId")) for item in result.failed}
+        if failed:
+            log.error(
+                "could not write %d alert(s) to Log Analytics: %s", len(failed), result.failed[0].detail
+            )
+        return {str(row["AlertId"]) for row in rows} - failed
+
+
+def alert_row(candidate: AlertCandidate, now: datetime) -> Row:
+    """The ``AOAIChargebackAlerts_CL`` row of an alert."""
+    spend = candidate.spend
+    budget = spend.budget
+    return {
+        "TimeGenerated": now.astimezone(UTC),
+        "AlertId": candidate.alert_id,
+        "Month": candidate.month,
+        "SubscriptionId": spend.subscription_id,
+        "SubscriptionName": spend.subscription_name,
+        "CostCenter": budget.cost_center if budget else "",
+        "Owner": budget.owner if budget else "",
+        "AlertKind": candidate.kind,
+        "ThresholdPct": candidate.threshold,
+        "Budget": budget.monthly_budget if budget else None,
+        "Spend": spend.spend,
+        "Forecast": spend.forecast,
+        "Currency": spend.currency,
+        "Message": candidate.message,
+    }
+
+
+def already_raised(runner: KqlRunner, month: str, now: datetime) -> set[str]:
+    """AlertIds already in the alerts table for the month (``alerts_raised.kql``)."""
+    start, end = month_window(month)
+    window = (start - timedelta(days=1), max(now.astimezone(UTC), end) + timedelta(days=1))
+    frame = runner.run(RAISED_QUERY, {"AlertMonth": month}, window=window)
+    return {to_text(value) for value in frame["AlertId"].tolist()}
+
+
+def raise_alerts(
+    check: BudgetCheck,
+    runner: KqlRunner,
+    sink: AlertSink,
+    *,
+    now: datetime | None = None,
+    webhook_url: str = "",
+) -> list[Row]:
+    """Write the check's new alerts and post them to the webhook; returns the rows raised now."""
+    now = now or datetime.now(UTC)
+    if not check.candidates:
+        return []
+    known = already_raised(runner, check.month, now)
+    rows = [alert_row(candidate, now) for candidate in check.candidates if candidate.alert_id not in known]
+    if not rows:
+        return []
+    written = sink.write_alerts(rows)
+    raised = [row for row in rows if row["AlertId"] in written]
+    for row in raised:
+        log.warning("budget alert %s: %s", row["AlertId"], row["Message"])
+    if webhook_url and raised:
+        post_webhook(webhook_url, raised)
+    return raised
+
+
+def webhook_payload(rows: Sequence[Row]) -> dict[str, str]:
+    """``{"text": ...}``: one line per alert, accepted by Slack and Teams incoming webhooks."""
+    lines = [f"Azure OpenAI chargeback: {len(rows)} new alert(s)"]
+    lines += [f"- [{row['AlertKind']}] {row['Message']}" for row in rows]
+    return {"text": "\n".join(lines)}
+
+
+def post_webhook(url: str, rows: Sequence[Row], timeout: float = WEBHOOK_TIMEOUT) -> bool:
+    """POST the alerts as JSON; True on a 2xx answer, False (logged) otherwise."""
+    body = json.dumps(webhook_payload(rows), ensure_ascii=False).encode("utf-8")
+    request = urllib.request.Request(
+        url, data=body, method="POST", headers={"Content-Type": "application/json; charset=utf-8"}
+    )
+    try:
+        with urllib.request.urlopen(
+            request, timeout=timeout
+        ) as response:  # URL from settings (http(s) checked)
+            status = int(response.status)
+    except (urllib.error.URLError, OSError) as exc:
+        log.error("alert webhook failed: %s", exc)
+        return False
+    if not 200 <= status < 300:
+        log.error("alert webhook answered HTTP %s", status)
+        return False
+    return True
+
+
+def alert_sink(settings: Any) -> AlertSink:
+    """Log Analytics (alerts stream) when CHARGEBACK_SINK=loganalytics, else the local store."""
+    if settings.chargeback_sink == "loganalytics":
+        from chargeback.loganalytics import LogAnalyticsWriter
+
+        return WriterAlertSink(LogAnalyticsWriter.for_alerts(settings))
+    from chargeback.runtime import build_writer
+
+    return StoreAlertSink(build_writer(settings))
+
+
+def run_budget_check(
+    settings: Any,
+    month: str,
+    now: datetime,
+    *,
+    runner: KqlRunner | None = None,
+    sink: AlertSink | None = None,
+) -> tuple[BudgetCheck, list[Row]]:
+    """Check a month's budgets as of ``now`` and raise the new alerts."""
+    from chargeback.budgets import check_budgets, load_budgets
+    from chargeback.kqlrun import build_runner
+    from chargeback.pricing import DeploymentMap
+    from chargeback.rollup import output_weight
+
+    runner = runner or build_runner(settings)
+    check = check_budgets(
+        runner,
+        load_budgets(settings.budgets),
+        DeploymentMap.load(settings.deployments).ptu_deployments(),
+        month,
+        now,
+        output_weight=output_weight(settings),
+    )
+    raised = raise_alerts(
+        check, runner, sink or alert_sink(settings), now=now, webhook_url=settings.alert_webhook_url
+    )
+    return check, raised
