@@ -148,3 +148,46 @@ def describe(settings: Settings) -> dict[str, Any]:
         "rate_card": str(settings.rate_card),
         "deployments": str(settings.deployments),
     }
+
+
+def handle_monthly_rollup(now: datetime | None = None, environ: Mapping[str, str] | None = None) -> Any:
+    """Monthly statement timer (runs daily, idempotent): publish the due month if not yet published.
+
+    The due month is the last closed month whose ROLLUP_GRACE_HOURS have passed (late events are
+    in). Once its statement exists, later runs do nothing; ``chargeback rollup --month`` re-runs a
+    month on purpose (a new version only if the data changed). Returns the Publication or None.
+    """
+    from chargeback.exports import due_month, export_store, published_version, run_statement
+
+    settings = Settings.from_env(os.environ if environ is None else environ)
+    now = now or datetime.now(UTC)
+    month = due_month(now, settings.rollup_grace_hours)
+    store = export_store(settings)
+    version = published_version(store, month)
+    if version:
+        log.info("monthly rollup: %s already published (version %d); nothing to do", month, version)
+        return None
+    publication = run_statement(settings, month, store=store, now=now)
+    log.info("monthly rollup: %s published as version %d: %s", month, publication.version, publication.focus)
+    return publication
+
+
+def handle_budget_check(now: datetime | None = None, environ: Mapping[str, str] | None = None) -> list[Any]:
+    """Daily budget timer: check this month (and last month until its grace ends); returns new alerts."""
+    from datetime import timedelta
+
+    from chargeback.alerts import run_budget_check
+    from chargeback.rollup import month_of, month_window, previous_month
+
+    settings = Settings.from_env(os.environ if environ is None else environ)
+    now = now or datetime.now(UTC)
+    months = [month_of(now)]
+    last = previous_month(months[0])
+    if now < month_window(last)[1] + timedelta(hours=settings.rollup_grace_hours, days=1):
+        months.insert(0, last)
+    raised: list[Any] = []
+    for month in months:
+        _, rows = run_budget_check(settings, month, now)
+        raised.extend(rows)
+    log.info("budget check %s: %d new alert(s)", ", ".join(months), len(raised))
+    return raised
