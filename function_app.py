@@ -32,3 +32,21 @@ app = func.FunctionApp()
 def on_usage_events(events: list[func.EventHubEvent]) -> None:
     """Price and store one batch of usage events."""
     runtime.handle_event_hub_batch(events)
+
+
+@app.function_name("monthly_rollup")
+@app.timer_trigger(arg_name="timer", schedule="0 30 2 * * *", run_on_startup=False, use_monitor=True)
+def monthly_rollup(timer: func.TimerRequest) -> None:
+    """Publish last month's FOCUS and finance CSVs once ROLLUP_GRACE_HOURS have passed.
+
+    Runs daily at 02:30 UTC and does nothing once the month is published (idempotent), so a grace
+    period longer than a day, or a missed run, only delays the statement.
+    """
+    runtime.handle_monthly_rollup()
+
+
+@app.function_name("daily_budget_check")
+@app.timer_trigger(arg_name="timer", schedule="0 0 6 * * *", run_on_startup=False, use_monitor=True)
+def daily_budget_check(timer: func.TimerRequest) -> None:
+    """Check month-to-date spend and forecasts against budgets; raise new alerts."""
+    runtime.handle_budget_check()

@@ -64,6 +64,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         "deployments_path": getattr(args, "deployments", None),
         "deadletter_path": getattr(args, "deadletter", None),
         "exports_path": getattr(args, "out", None),
+        "budgets_path": getattr(args, "budgets", None),
     }
     chosen: dict[str, Any] = {key: str(value) for key, value in overrides.items() if value}
     return dataclasses.replace(settings, **chosen)
@@ -211,6 +212,83 @@ def cmd_replay(args: argparse.Namespace, console: Any) -> int:
     return 0
 
 
+def print_statement(settings: Settings, publication: Any, console: Any) -> None:
+    """The month's finance summary (from the published CSV) and where both CSVs are."""
+    import csv
+    import io
+
+    from rich.table import Table
+
+    from chargeback.exports import export_store, file_name
+
+    data = export_store(settings).read(file_name(publication.month, publication.version, "summary.csv"))
+    rows = list(csv.DictReader(io.StringIO((data or b"").decode("utf-8"))))
+    table = Table(
+        title=f"Chargeback {publication.month} (version {publication.version})", title_justify="left"
+    )
+    columns = (
+        "SubscriptionId",
+        "CostCenter",
+        "Requests",
+        "TotalCost",
+        "AllocatedCost",
+        "Budget",
+        "BudgetUsedPct",
+    )
+    for name in columns:
+        table.add_column(name, justify="left" if name in ("SubscriptionId", "CostCenter") else "right")
+    for row in rows:
+        table.add_row(
+            *(row[name] + (" %" if name == "BudgetUsedPct" and row[name] else "") for name in columns)
+        )
+    console.print(table)
+    state = "published" if publication.created else "unchanged, already published"
+    console.print(f"FOCUS CSV:   {publication.focus} ({state})")
+    console.print(f"Summary CSV: {publication.summary}")
+    console.print(f"Manifest:    {publication.manifest}")
+
+
+def print_alerts(rows: Sequence[Any], console: Any) -> None:
+    """The alerts a budget check raised."""
+    if not rows:
+        console.print("No new budget alerts.")
+        return
+    console.print(f"[bold]{len(rows)} new alert(s)[/bold] (AOAIChargebackAlerts_CL):")
+    for row in rows:
+        console.print(f"  {row['AlertKind']}: {row['Message']}", markup=False)
+
+
+def cmd_rollup(args: argparse.Namespace, console: Any) -> int:
+    """Monthly statement: KQL rollup, FOCUS + summary CSVs (a new version only if the data changed)."""
+    from chargeback.exports import run_statement
+
+    settings = _settings(args)
+    publication = run_statement(settings, args.month)
+    print_statement(settings, publication, console)
+    return 0
+
+
+def cmd_budgets_check(args: argparse.Namespace, console: Any) -> int:
+    """Budget check of a month (default: this one) as of now or --as-of; raises new alerts."""
+    from datetime import UTC, datetime
+
+    from chargeback.alerts import run_budget_check
+    from chargeback.rollup import month_of
+
+    settings = _settings(args)
+    now = datetime.fromisoformat(args.as_of.replace("Z", "+00:00")) if args.as_of else datetime.now(UTC)
+    now = now if now.tzinfo else now.replace(tzinfo=UTC)
+    check, raised = run_budget_check(settings, args.month or month_of(now), now)
+    for spend in check.spends:
+        used = f"{spend.used_pct:.1f} %" if spend.used_pct is not None else "no budget"
+        console.print(
+            f"{spend.subscription_id}: spent {spend.spend:.2f} {spend.currency}, "
+            f"forecast {spend.forecast:.2f} ({used})"
+        )
+    print_alerts(raised, console)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; every command and option is documented in the README."""
     parser = argparse.ArgumentParser(prog="chargeback", description=__doc__.splitlines()[0])
@@ -265,6 +343,28 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--rate-card", type=Path, help="rate card CSV (RATE_CARD_PATH)")
     replay.add_argument("--deployments", type=Path, help="deployments map CSV (DEPLOYMENTS_PATH)")
     replay.set_defaults(handler=cmd_replay)
+
+    rollup = commands.add_parser("rollup", help="monthly FOCUS and finance CSV exports of a month")
+    rollup.add_argument("--month", required=True, help="month to roll up, YYYY-MM")
+    rollup.add_argument("--db", type=Path, help="DuckDB store file (CHARGEBACK_DUCKDB_PATH)")
+    rollup.add_argument("--out", type=Path, help="exports folder (EXPORTS_PATH)")
+    rollup.add_argument(
+        "--deployments", type=Path, help="deployments map CSV with PTU costs (DEPLOYMENTS_PATH)"
+    )
+    rollup.add_argument("--budgets", type=Path, help="budgets CSV (BUDGETS_PATH)")
+    rollup.set_defaults(handler=cmd_rollup)
+
+    budgets = commands.add_parser("budgets", help="budget checks and alerts")
+    budget_commands = budgets.add_subparsers(dest="budgets_command", required=True, metavar="ACTION")
+    check = budget_commands.add_parser("check", help="month-to-date spend, forecast and new alerts")
+    check.add_argument("--month", help="month to check, YYYY-MM (default: the current month)")
+    check.add_argument("--as-of", help="check as of this ISO instant (default: now)")
+    check.add_argument("--db", type=Path, help="DuckDB store file (CHARGEBACK_DUCKDB_PATH)")
+    check.add_argument(
+        "--deployments", type=Path, help="deployments map CSV with PTU costs (DEPLOYMENTS_PATH)"
+    )
+    check.add_argument("--budgets", type=Path, help="budgets CSV (BUDGETS_PATH)")
+    check.set_defaults(handler=cmd_budgets_check)
     return parser
 
 
