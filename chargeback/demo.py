@@ -342,8 +342,6 @@ def month_costs(connection: Any, month: str) -> list[tuple[Any, ...]]:
 
 def run(settings: Settings, console: Any, *, month: str | None, events: int, seed: int) -> int:
     """Generate, ingest and report a month; returns the exit code."""
-    from rich.table import Table
-
     from chargeback.cli import ingest_files, print_summary
 
     month = month or last_month(datetime.now(UTC).date())
@@ -370,25 +368,21 @@ def run(settings: Settings, console: Any, *, month: str | None, events: int, see
     store = build_writer(settings)
     if not isinstance(store, DuckDBStore):
         return 0
-    table = Table(title=f"Month {month}: cost per subscription (store, deduplicated)", title_justify="left")
-    for name, justify in (
-        ("subscription", "left"),
-        ("name", "left"),
-        ("requests", "right"),
-        ("tokens", "right"),
-        ("cost", "right"),
-        ("unpriced rows", "right"),
-    ):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    total = 0.0
-    for sub_id, name, requests, tokens, cost, unpriced, currency in month_costs(store.connection, month):
-        total += cost
-        table.add_row(
-            sub_id, name, f"{requests:,}", f"{tokens:,}", f"{cost:,.2f} {currency}", f"{unpriced:,}"
-        )
-    console.print(table)
-    console.print(
-        f"Total {total:,.2f} USD.  Store: {settings.chargeback_duckdb_path}   "
-        f"Dead-letters: {settings.deadletter_path}"
-    )
+    from chargeback.alerts import run_budget_check
+    from chargeback.cli import print_alerts, print_statement
+    from chargeback.exports import run_statement
+
+    # The daily budget timer, replayed over the month (06:00 UTC each day, then at the close):
+    # forecast alerts fire early, actual ones when crossed, each only once.
+    start, end = month_bounds(month)
+    raised: list[Any] = []
+    day = start + timedelta(hours=6)
+    while day < end:
+        raised.extend(run_budget_check(settings, month, day)[1])
+        day += timedelta(days=1)
+    raised.extend(run_budget_check(settings, month, end)[1])
+    publication = run_statement(settings, month)
+    print_statement(settings, publication, console)
+    print_alerts(raised, console)
+    console.print(f"Store: {settings.chargeback_duckdb_path}   Dead-letters: {settings.deadletter_path}")
     return 0
