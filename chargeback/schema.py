@@ -92,6 +92,10 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+# One decoder for the process: ``json.loads(text, parse_constant=...)`` builds a new one per call.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def decode_body(body: bytes | str) -> dict[str, Any]:
     """Bytes of one message to a JSON object, or RejectedEvent (size, encoding, JSON, shape)."""
     raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
@@ -102,7 +106,8 @@ def decode_body(body: bytes | str) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise RejectedEvent(Reason.INVALID_ENCODING, f"body is not UTF-8: {exc.reason}") from None
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        # json.loads(text) is _DECODER.decode(text) after a check for a (second) byte-order mark.
+        value = _DECODER.decode(text) if not text.startswith("\ufeff") else json.loads(text)
     except (ValueError, RecursionError) as exc:
         raise RejectedEvent(Reason.INVALID_JSON, f"body is not JSON: {exc}") from None
     if not isinstance(value, dict):
@@ -117,6 +122,132 @@ def parse_event(body: bytes | str, *, now: datetime | None = None) -> Event:
 
 def validate_event(doc: dict[str, Any], *, now: datetime | None = None) -> Event:
     """Validate an already-decoded JSON object against contract v1."""
+    event = _fast_event(doc, now)
+    return event if event is not None else _validate_event(doc, now)
+
+
+def _fast_event(doc: dict[str, Any], now: datetime | None) -> Event | None:
+    """The hot path: the same ``Event`` as ``_validate_event`` for a valid event, else None.
+
+    Only checks; it never decides a rejection. Anything unusual (a missing, mistyped or
+    out-of-range field, a str subclass, a shape it does not know) returns None and the full
+    validator names the fault, so reason codes come from one place. ``tests/test_schema.py`` holds
+    the two paths to the same answers.
+    """
+    get = doc.get
+    if get("schemaVersion") != SCHEMA_VERSION:
+        return None
+    request_id: Any = get("requestId")
+    subscription_id: Any = get("subscriptionId")
+    deployment: Any = get("deployment")
+    for value in (request_id, subscription_id, deployment):
+        if type(value) is not str or not value or value.isspace() or len(value) > MAX_ID_LENGTH:
+            return None
+    status: Any = get("statusCode")
+    if type(status) is not int or not 100 <= status <= 599:
+        return None
+    stamp = get("timestamp")
+    if type(stamp) is not str or _TIMESTAMP.fullmatch(stamp) is None:
+        return None
+    try:
+        timestamp = datetime.fromisoformat(stamp).astimezone(UTC)
+    except ValueError:
+        return None
+    if timestamp < EARLIEST_TIMESTAMP or (now is not None and timestamp > now + MAX_CLOCK_SKEW):
+        return None
+    strings: list[Any] = [get(name) for name in _OPTIONAL_STRINGS]
+    for index, value in enumerate(strings):
+        if value is None:
+            strings[index] = ""
+        elif type(value) is not str:
+            return None
+    flags: list[Any] = [get(name) for name in _OPTIONAL_BOOLS]
+    for index, value in enumerate(flags):
+        if value is None:
+            flags[index] = False
+        elif type(value) is not bool:
+            return None
+    raw_usage = get("usage")
+    usage: ReportedUsage | None = None
+    if raw_usage is not None:
+        usage = _fast_usage(raw_usage)
+        if usage is None:
+            return None
+    raw_tags = get("tags")
+    tags: dict[str, str] = {}
+    if raw_tags is not None:
+        if type(raw_tags) is not dict or len(raw_tags) > MAX_TAGS:
+            return None
+        for tag in raw_tags.values():
+            if type(tag) is not str or len(tag) > MAX_ID_LENGTH:
+                return None
+        tags = dict(raw_tags)
+    name, product, user, api, operation, model, api_version, region, backend, request, response = strings
+    return Event(
+        request_id=request_id,
+        timestamp=timestamp,
+        subscription_id=subscription_id,
+        deployment=deployment,
+        status_code=status,
+        subscription_name=name,
+        product_id=product,
+        user_id=user,
+        api_id=api,
+        operation_id=operation,
+        model=model,
+        api_version=api_version,
+        region=region,
+        backend_id=backend,
+        request_body=request,
+        response_body=response,
+        stream=flags[0],
+        truncated=flags[1],
+        served_from_cache=flags[2],
+        usage=usage,
+        tags=tags,
+    )
+
+
+def _fast_usage(usage: Any) -> ReportedUsage | None:
+    """``parse_usage`` for a well-formed usage object with a prompt count; None for anything else."""
+    if type(usage) is not dict:
+        return None
+    get = usage.get
+    prompt, inputs = get("prompt_tokens"), get("input_tokens")
+    completion, output = get("completion_tokens"), get("output_tokens")
+    details_in = get("prompt_tokens_details")
+    if details_in is None:
+        details_in = get("input_tokens_details")
+    details_out = get("completion_tokens_details")
+    if details_out is None:
+        details_out = get("output_tokens_details")
+    cached = reasoning = None
+    if details_in is not None:
+        if type(details_in) is not dict:
+            return None
+        cached = details_in.get("cached_tokens")
+    if details_out is not None:
+        if type(details_out) is not dict:
+            return None
+        reasoning = details_out.get("reasoning_tokens")
+    for value in (prompt, inputs, completion, output, get("total_tokens"), cached, reasoning):
+        if value is not None and (type(value) is not int or not 0 <= value <= MAX_TOKENS_PER_REQUEST):
+            return None
+    if prompt is None:
+        prompt = inputs
+        if prompt is None:
+            return None  # no usable usage: the full path says so (and resolution falls through)
+    if completion is None:
+        completion = output or 0
+    cached = cached or 0
+    reasoning = reasoning or 0
+    if cached > prompt or reasoning > completion:
+        return None
+    return ReportedUsage(prompt, completion, cached, reasoning)
+
+
+def _validate_event(doc: dict[str, Any], now: datetime | None) -> Event:
+    """The full validator: raises RejectedEvent naming the first fault, in contract order."""
     version = doc.get("schemaVersion")
     if version is None:
         raise RejectedEvent(Reason.MISSING_FIELD, "schemaVersion is missing", field="schemaVersion")

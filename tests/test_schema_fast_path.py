@@ -1,0 +1,118 @@
+"""The validator's fast path: for any document it gives the full validator's answer, or defers to it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from chargeback.errors import RejectedEvent
+from chargeback.schema import _fast_event, _validate_event, decode_body, validate_event
+from tests.conftest import make_event
+
+NOW = datetime(2026, 11, 1, tzinfo=UTC)
+
+leaves = (
+    st.none()
+    | st.booleans()
+    | st.integers(-3, 10_000_003)
+    | st.sampled_from(["", " ", "\u2003", "x", "1", "2026-10-20T10:15:30Z", "2019-12-31T23:59:59Z"])
+    | st.sampled_from(["2026-10-20T10:15:30+02:00", "2030-01-01T00:00:00Z", "2026-02-30T00:00:00Z"])
+    | st.text(max_size=6)
+    | st.just("x" * 257)
+)
+json_values = st.recursive(
+    leaves,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=5,
+)
+FIELDS = [
+    "schemaVersion",
+    "requestId",
+    "timestamp",
+    "subscriptionId",
+    "subscriptionName",
+    "deployment",
+    "model",
+    "statusCode",
+    "stream",
+    "truncated",
+    "servedFromCache",
+    "requestBody",
+    "tags",
+    "usage",
+]
+USAGE_FIELDS = [
+    "prompt_tokens",
+    "completion_tokens",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "prompt_tokens_details",
+    "input_tokens_details",
+    "completion_tokens_details",
+    "output_tokens_details",
+]
+counts = st.integers(-2, 10_000_002) | st.none() | st.just("7") | st.just(True)
+details = (
+    st.none() | st.just([]) | st.dictionaries(st.sampled_from(["cached_tokens", "reasoning_tokens"]), counts)
+)
+
+
+def outcome(validate: Any, doc: dict[str, Any]) -> Any:
+    try:
+        return validate(doc, NOW)
+    except RejectedEvent as exc:
+        return (exc.reason, exc.field, exc.detail)
+
+
+def full(doc: dict[str, Any]) -> Any:
+    return outcome(_validate_event, doc)
+
+
+@settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.dictionaries(st.sampled_from(FIELDS), json_values | st.just(...), max_size=3),
+    st.dictionaries(st.sampled_from(USAGE_FIELDS), counts | details | st.just(...), max_size=4),
+)
+def test_fast_path_never_disagrees_with_the_full_validator(changes: dict[str, Any], usage: dict[str, Any]):
+    """Whatever the document, the fast path returns the full validator's Event or defers (None)."""
+    doc = make_event(**changes)
+    if isinstance(doc.get("usage"), dict):
+        for key, value in usage.items():
+            if value is ...:
+                doc["usage"].pop(key, None)
+            else:
+                doc["usage"][key] = value
+    fast = _fast_event(doc, NOW)
+    expected = full(doc)
+    if fast is not None:
+        assert fast == expected
+    assert outcome(lambda d, now: validate_event(d, now=now), doc) == expected
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"usage": None, "tags": {"project": "alpha", "team": "b"}},
+        {"usage": {"input_tokens": 10, "output_tokens": 3, "input_tokens_details": {"cached_tokens": 4}}},
+        {"usage": {"prompt_tokens": 8, "total_tokens": 8}},
+        {"timestamp": "2026-10-20T12:15:30+02:00", "stream": True, "servedFromCache": True},
+    ],
+)
+def test_fast_path_takes_ordinary_valid_events(overrides: dict[str, Any]):
+    """The usual shapes go through the fast path and equal the full validator's Event."""
+    doc = make_event(**overrides)
+    fast = _fast_event(doc, NOW)
+    assert fast is not None
+    assert fast == _validate_event(doc, NOW)
+
+
+def test_decode_keeps_the_json_loads_answer_for_a_second_byte_order_mark():
+    """A body with two BOMs is invalid JSON, with json.loads' own message."""
+    with pytest.raises(RejectedEvent, match="Unexpected UTF-8 BOM"):
+        decode_body("\ufeff\ufeff{}".encode())
