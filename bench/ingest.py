@@ -1,0 +1,100 @@
+"""Ingest benchmark: events/s through the whole pipeline against a bare read + JSON-parse loop.
+
+    .venv/bin/python bench/ingest.py [--events 200000] [--batch-size N] [--runs 3] [--profile]
+
+The input is the demo month's traffic mix with usage reported (chat, Responses, embeddings,
+reasoning, batch, data zone, cache hits, 429s, an unpriced model), generated once into
+``bench/.data``. The pipeline side is what ``chargeback ingest`` does: ``read_messages`` →
+``ingest_batch`` → ``DuckDBStore`` (a file) + ``LocalDeadLetterStore``, on a fresh database each
+run. The floor reads the same file line by line and ``json.loads`` each line, nothing else.
+Goal: pipeline time at most 4x the floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from _common import best_of, config_files, events_file, machine
+
+
+def bare_loop(path: Path) -> int:
+    """The floor: read every line and parse it as JSON."""
+    count = 0
+    loads = json.loads
+    with path.open("rb") as handle:
+        for line in handle:
+            loads(line)
+            count += 1
+    return count
+
+
+def pipeline(path: Path, workdir: Path, batch_size: int) -> int:
+    """The CLI's ingest loop into a DuckDB file and a dead-letter folder."""
+    from chargeback.cli import read_messages
+    from chargeback.deadletter import LocalDeadLetterStore
+    from chargeback.ingest import IngestSummary, ingest_batch
+    from chargeback.pricing import Pricer
+    from chargeback.store import DuckDBStore
+
+    card, deployments = config_files()
+    pricer = Pricer.from_files(card, deployments)
+    total = IngestSummary()
+    deadletter = LocalDeadLetterStore(workdir / "deadletter")
+    with DuckDBStore(workdir / "usage.duckdb") as store:
+        for batch, _ in read_messages(path, batch_size):
+            total.add(ingest_batch(batch, pricer=pricer, writer=store, deadletter=deadletter))
+        assert total.accounted, total
+        assert store.count() == total.written
+    return total.received
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the CLI's default")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--profile", action="store_true", help="cProfile one pipeline run instead")
+    args = parser.parse_args()
+
+    from chargeback.cli import DEFAULT_BATCH
+
+    batch_size = args.batch_size or DEFAULT_BATCH
+    path = events_file("reported", args.events)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+
+    def fresh() -> None:
+        shutil.rmtree(workdir, ignore_errors=True)
+        workdir.mkdir()
+
+    try:
+        if args.profile:
+            import cProfile
+            import pstats
+
+            fresh()
+            profiler = cProfile.Profile()
+            profiler.runcall(pipeline, path, workdir, batch_size)
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(35)
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+            return
+        bare, count = best_of(args.runs, lambda: bare_loop(path))
+        piped, received = best_of(args.runs, lambda: pipeline(path, workdir, batch_size), setup=fresh)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    assert received == count
+    size = path.stat().st_size / 1e6
+    print(f"ingest: {count:,} events ({size:.0f} MB), batch {batch_size}, best of {args.runs}; {machine()}")
+    print(f"  floor (read + json.loads)   {bare:7.2f} s  {count / bare:>10,.0f} events/s")
+    print(f"  pipeline (ingest → DuckDB)  {piped:7.2f} s  {count / piped:>10,.0f} events/s")
+    ratio = piped / bare
+    print(
+        f"  ratio pipeline/floor        {ratio:7.2f} x   (goal <= 4x: {'met' if ratio <= 4 else 'NOT met'})"
+    )
+
+
+if __name__ == "__main__":
+    main()
