@@ -147,21 +147,26 @@ class LocalKqlRunner:
         """Run KQL text as is."""
         import duckdb_kql
 
+        cursor = self.connection.cursor()  # its own connection to the database: safe beside writers
         try:
-            frame: pd.DataFrame = duckdb_kql.df(self.connection, query)
+            frame: pd.DataFrame = duckdb_kql.df(cursor, query)
         except Exception as exc:  # duckdb-kql and DuckDB raise their own trees; surface them as one
             raise QueryError(f"KQL query {name} failed locally: {type(exc).__name__}: {exc}") from exc
+        finally:
+            cursor.close()
         return frame
 
 
 class LogAnalyticsKqlRunner:
     """Runs the queries on a Log Analytics workspace through ``LogsQueryClient.query_workspace``."""
 
-    def __init__(self, client: Any, workspace_id: str) -> None:
+    def __init__(self, client: Any, workspace_id: str, *, enforce_https: bool = True) -> None:
         if not workspace_id:
             raise ConfigError("LOG_ANALYTICS_WORKSPACE_ID is not set")
         self.client = client
         self.workspace_id = workspace_id
+        # Plain http is only for the local stand-in server (settings refuse it elsewhere).
+        self.options: dict[str, Any] = {} if enforce_https else {"enforce_https": False}
 
     def run(
         self, name: str, params: Mapping[str, ParamValue], *, window: tuple[datetime, datetime]
@@ -178,7 +183,7 @@ class LogAnalyticsKqlRunner:
         from azure.monitor.query import LogsQueryStatus
 
         try:
-            response = self.client.query_workspace(self.workspace_id, query, timespan=window)
+            response = self.client.query_workspace(self.workspace_id, query, timespan=window, **self.options)
         except HttpResponseError as exc:
             raise QueryError(f"KQL query {name} failed on Log Analytics: {exc.message}") from exc
         if response.status != LogsQueryStatus.SUCCESS:
@@ -198,7 +203,14 @@ def build_runner(settings: Settings, connection: Any = None) -> LocalKqlRunner |
     if settings.log_analytics_workspace_id:
         from chargeback.azure_clients import logs_query_client
 
-        return LogAnalyticsKqlRunner(logs_query_client(settings), settings.log_analytics_workspace_id)
+        from chargeback.settings import is_local_endpoint
+
+        endpoint = settings.log_analytics_query_endpoint
+        return LogAnalyticsKqlRunner(
+            logs_query_client(settings),
+            settings.log_analytics_workspace_id,
+            enforce_https=not (endpoint and is_local_endpoint(endpoint)),
+        )
     if connection is None:
         from chargeback.runtime import build_writer
         from chargeback.store import DuckDBStore

@@ -1,0 +1,130 @@
+"""The monthly rollup: totals, meters and unit prices, and the PTU allocation arithmetic."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from chargeback.errors import ConfigError
+from chargeback.kqlrun import LocalKqlRunner
+from chargeback.pricing import Deployment, DeploymentMap
+from chargeback.rollup import (
+    allocate_ptu,
+    largest_remainder,
+    meter_charges,
+    month_window,
+    ptu_weighted_tokens,
+    rollup_ptu_lines,
+    run_rollup,
+    subscription_totals,
+)
+from tests import monthdata
+
+DEDUPED = """SELECT * FROM (SELECT DISTINCT ON ("RequestId") * FROM "AOAIChargeback_CL"
+                            ORDER BY "RequestId", "TimeGenerated" DESC)"""
+
+
+def test_rollup_totals_equal_the_sum_of_the_deduplicated_rows(october_store: Any) -> None:
+    """Requests, tokens and cost of the rollup equal SQL over one row per RequestId (redeliveries in)."""
+    connection = monthdata.duplicated_copy(october_store)
+    rollup = run_rollup(LocalKqlRunner(connection), "2026-10")
+    charges = meter_charges(rollup)
+    totals = subscription_totals(rollup, charges)
+    expected = connection.execute(
+        f"""SELECT SubscriptionId, count(*), sum(PromptTokens), sum(CompletionTokens), sum(ReasoningTokens),
+                   sum(coalesce(TotalCost, 0)) FROM ({DEDUPED}) GROUP BY 1 ORDER BY 1"""
+    ).fetchall()
+    assert [key[0] for key in totals] == [row[0] for row in expected]
+    for (sub, requests, prompt, completion, reasoning, cost), entry in zip(expected, totals.values(), strict=True):
+        assert (entry.subscription_id, entry.requests, entry.prompt_tokens) == (sub, requests, prompt)
+        assert (entry.completion_tokens, entry.reasoning_tokens) == (completion, reasoning)
+        assert abs(entry.cost - Decimal(repr(cost))) < Decimal("0.000001")
+
+
+def test_meter_tokens_split_prompt_into_input_and_cached(october_store: Any) -> None:
+    """Input + cached input tokens = prompt tokens and output = completion tokens, for charged calls."""
+    rollup = run_rollup(LocalKqlRunner(october_store.connection), "2026-10")
+    charges = meter_charges(rollup)
+    prompt, cached, completion = october_store.connection.execute(
+        """SELECT sum(PromptTokens), sum(CachedTokens), sum(CompletionTokens) FROM "AOAIChargeback_CL"
+           WHERE PricingStatus IN ('priced', 'unpriced')"""
+    ).fetchone()
+    by_meter = {meter: sum(c.tokens for c in charges if c.meter == meter) for meter in ("input", "cached-input", "output")}
+    assert by_meter == {"input": prompt - cached, "cached-input": cached, "output": completion}
+
+
+def test_each_meter_charge_is_quantity_times_unit_price(october_store: Any) -> None:
+    """Every priced charge's cost is tokens / 1M x the unit price, within a float sum's noise of KQL."""
+    charges = meter_charges(run_rollup(LocalKqlRunner(october_store.connection), "2026-10"))
+    priced = [c for c in charges if c.unit_price is not None]
+    assert priced
+    for charge in priced:
+        assert charge.cost == Decimal(charge.tokens) / Decimal(1_000_000) * charge.unit_price
+        assert abs(charge.cost - charge.kql_cost) < Decimal("0.000001")
+
+
+def test_a_mid_month_price_change_gives_one_row_per_price(october_store: Any) -> None:
+    """The test card reprices gpt-4o global on 2026-10-15: its input meter appears at 5.00 and 2.50."""
+    charges = meter_charges(run_rollup(LocalKqlRunner(october_store.connection), "2026-10"))
+    prices = {c.unit_price for c in charges if (c.model, c.deployment_type, c.meter) == ("gpt-4o", "global", "input")}
+    assert prices == {Decimal("5"), Decimal("2.5")}
+
+
+def test_unpriced_usage_is_a_zero_cost_row_without_price(october_store: Any) -> None:
+    """Calls to a model the card does not price are kept, with no unit price and zero cost."""
+    charges = meter_charges(run_rollup(LocalKqlRunner(october_store.connection), "2026-10"))
+    unpriced = [c for c in charges if c.pricing_status == "unpriced"]
+    assert unpriced and all(c.unit_price is None and c.cost == 0 and c.tokens > 0 for c in unpriced)
+
+
+def test_ptu_allocation_sums_exactly_to_the_ptu_cost(october_store: Any) -> None:
+    """The PTU deployment's 300.00 is split between the subscriptions that called it, to the cent."""
+    rollup = run_rollup(LocalKqlRunner(october_store.connection), "2026-10")
+    ptu = DeploymentMap.load(october_store.config["deployments"]).ptu_deployments()
+    allocations = allocate_ptu(ptu, ptu_weighted_tokens(rollup_ptu_lines(rollup)))
+    assert len(allocations) >= 2
+    assert sum(a.amount for a in allocations) == Decimal("300.00")
+    assert all(a.amount == a.amount.quantize(Decimal("0.01")) for a in allocations)
+
+
+def test_output_tokens_weigh_more_in_the_allocation() -> None:
+    """With weight 4, a subscription with 100 output tokens counts as 400 input tokens."""
+    weighted = ptu_weighted_tokens([("PTU", "a", 400, 0), ("ptu", "b", 0, 100)], Decimal(4))
+    assert weighted == {"ptu": {"a": Decimal(400), "b": Decimal(400)}}
+    deployment = Deployment("ptu", "gpt-4o", "", "ptu", Decimal("100.01"), "USD")
+    split = {a.subscription_id: a.amount for a in allocate_ptu([deployment], weighted)}
+    assert split == {"a": Decimal("50.01"), "b": Decimal("50.00")}
+
+
+def test_an_unused_ptu_deployment_stays_on_an_unallocated_row() -> None:
+    """A PTU nobody called keeps its whole cost on one row without subscription."""
+    deployment = Deployment("idle", "gpt-4o", "", "ptu", Decimal("3900"), "USD")
+    (allocation,) = allocate_ptu([deployment], {})
+    assert allocation.unallocated and allocation.amount == Decimal("3900.00")
+
+
+@given(
+    st.integers(min_value=0, max_value=10_000_000),
+    st.lists(st.integers(min_value=0, max_value=10**9), min_size=1, max_size=12),
+)
+def test_largest_remainder_always_sums_to_the_total(cents: int, weights: list[int]) -> None:
+    """Whatever the weights, the shares are whole cents that add up to the total exactly."""
+    total = Decimal(cents) / 100
+    shares = largest_remainder(total, {f"s{i}": Decimal(w) for i, w in enumerate(weights)})
+    if any(weights):
+        assert sum(shares.values()) == total
+        assert all(share >= 0 and share == share.quantize(Decimal("0.01")) for share in shares.values())
+    else:
+        assert shares == {}
+
+
+def test_month_window_validates_the_month() -> None:
+    """YYYY-MM gives the month's UTC bounds; anything else is refused."""
+    start, end = month_window("2024-02")
+    assert (start.day, end.month, (end - start).days) == (1, 3, 29)
+    with pytest.raises(ConfigError):
+        month_window("2024-13")
