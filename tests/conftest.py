@@ -202,3 +202,19 @@ def la_writer(server: Any, stream: str = "Custom-AOAIChargeback_CL", **options: 
     client = LogsIngestionClient(server.endpoint, LocalStandInCredential())
     options = {"backoff": 0.05, "max_backoff": 0.2, "timeout": 2.0, **options}
     return LogAnalyticsWriter(client, "dcr-local", stream, **options)
+
+
+@pytest.fixture
+def october_store(tmp_path: Path) -> Any:
+    """A DuckDB store with tests.monthdata's October 2026 usage, and its config files (``.config``)."""
+    from datetime import UTC, datetime
+
+    from chargeback.store import DuckDBStore
+    from tests import monthdata
+
+    config = monthdata.write_config(tmp_path / "config")
+    store = DuckDBStore(tmp_path / "store.duckdb")
+    monthdata.ingest(store, config, monthdata.month_events(datetime(2026, 10, 1, tzinfo=UTC)), tmp_path / "dl")
+    store.config = config  # type: ignore[attr-defined]
+    yield store
+    store.close()
