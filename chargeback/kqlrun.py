@@ -202,7 +202,6 @@ def build_runner(settings: Settings, connection: Any = None) -> LocalKqlRunner |
     """Log Analytics when a workspace is configured, else duckdb-kql on the local store."""
     if settings.log_analytics_workspace_id:
         from chargeback.azure_clients import logs_query_client
-
         from chargeback.settings import is_local_endpoint
 
         endpoint = settings.log_analytics_query_endpoint

@@ -214,7 +214,8 @@ def october_store(tmp_path: Path) -> Any:
 
     config = monthdata.write_config(tmp_path / "config")
     store = DuckDBStore(tmp_path / "store.duckdb")
-    monthdata.ingest(store, config, monthdata.month_events(datetime(2026, 10, 1, tzinfo=UTC)), tmp_path / "dl")
+    events = monthdata.month_events(datetime(2026, 10, 1, tzinfo=UTC))
+    monthdata.ingest(store, config, events, tmp_path / "dl")
     store.config = config  # type: ignore[attr-defined]
     yield store
     store.close()

@@ -50,7 +50,9 @@ def month_events(start: datetime, count: int = 64, prefix: str = "r") -> list[di
             "completion_tokens": completion,
             "total_tokens": prompt + completion,
             "prompt_tokens_details": {"cached_tokens": cached},
-            "completion_tokens_details": {"reasoning_tokens": completion // 2 if deployment == "reason" else 0},
+            "completion_tokens_details": {
+                "reasoning_tokens": completion // 2 if deployment == "reason" else 0
+            },
         }
         model = {"mini": "gpt-4o-mini", "reason": "o4-mini-2025-04-16", "lab-x": "gpt-realtime-x"}.get(
             deployment, "gpt-4o-2024-11-20"

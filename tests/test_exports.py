@@ -48,7 +48,8 @@ def rows(data: bytes) -> list[dict[str, str]]:
 def test_focus_has_every_mandatory_column_filled(october_store: Any) -> None:
     """All 21 FOCUS 1.2 mandatory columns are present, and the non-nullable ones are never empty."""
     focus = rows(statement(october_store).focus)
-    assert focus and set(FOCUS_MANDATORY) <= set(focus[0])
+    assert focus
+    assert set(FOCUS_MANDATORY) <= set(focus[0])
     for row in focus:
         for column in set(FOCUS_MANDATORY) - NULLABLE:
             assert row[column], column
@@ -64,21 +65,34 @@ def test_focus_costs_are_quantity_times_unit_price(october_store: Any) -> None:
             product = Decimal(row["PricingQuantity"]) * Decimal(row["ListUnitPrice"])
             assert product.quantize(Decimal("0.000001")) == Decimal(row["BilledCost"])
         else:
-            assert row["x_PricingStatus"] == "unpriced" and Decimal(row["BilledCost"]) == 0
-        assert (row["ChargePeriodStart"], row["ChargePeriodEnd"]) == ("2026-10-01T00:00:00Z", "2026-11-01T00:00:00Z")
+            assert row["x_PricingStatus"] == "unpriced"
+            assert Decimal(row["BilledCost"]) == 0
+        assert (row["ChargePeriodStart"], row["ChargePeriodEnd"]) == (
+            "2026-10-01T00:00:00Z",
+            "2026-11-01T00:00:00Z",
+        )
 
 
 def test_focus_usage_rows_are_one_per_subscription_model_type_meter_and_price(october_store: Any) -> None:
     """No two usage rows share subscription, model, deployment type, meter, status and price."""
     usage = [r for r in rows(statement(october_store).focus) if r["x_Meter"] != "ptu-allocation"]
     keys = [
-        (r["SubAccountId"], r["x_Model"], r["x_DeploymentType"], r["x_Meter"], r["x_PricingStatus"], r["ListUnitPrice"])
+        (
+            r["SubAccountId"],
+            r["x_Model"],
+            r["x_DeploymentType"],
+            r["x_Meter"],
+            r["x_PricingStatus"],
+            r["ListUnitPrice"],
+        )
         for r in usage
     ]
     assert len(keys) == len(set(keys))
     assert {r["x_Meter"] for r in usage} == {"input", "cached-input", "output"}
     for row in usage:
-        mix = sum(int(row[f"x_Requests{name}"]) for name in ("Reported", "StreamUsage", "Recounted", "Estimated"))
+        mix = sum(
+            int(row[f"x_Requests{name}"]) for name in ("Reported", "StreamUsage", "Recounted", "Estimated")
+        )
         assert mix == int(row["x_Requests"])
 
 
@@ -136,7 +150,8 @@ def test_changed_data_writes_a_new_version_beside_the_old(october_store: Any, tm
     manifest = json.loads((tmp_path / "exports" / "chargeback-2026-10.v2.manifest.json").read_text())
     assert manifest["supersedes"] == "chargeback-2026-10.manifest.json"
     assert manifest["generatedAt"] == "2026-11-05T00:00:00Z"
-    assert manifest["rateCardVersions"] and manifest["sourceQuery"] == "chargeback/kql/monthly_rollup.kql"
+    assert manifest["rateCardVersions"]
+    assert manifest["sourceQuery"] == "chargeback/kql/monthly_rollup.kql"
     v2 = (tmp_path / "exports" / "chargeback-2026-10.v2.focus.csv").read_bytes()
     import hashlib
 

@@ -48,15 +48,26 @@ def _sums(frame: Any, columns: list[str]) -> dict[str, Decimal]:
 def test_monthly_rollup_matches_sql_over_deduplicated_rows(october_store: Any) -> None:
     """With redeliveries in the table, the rollup's totals equal SQL over one row per RequestId."""
     connection = monthdata.duplicated_copy(october_store)
-    assert connection.execute('SELECT count(*) - count(DISTINCT "RequestId") FROM "AOAIChargeback_CL"').fetchone()[0]
+    assert connection.execute(
+        'SELECT count(*) - count(DISTINCT "RequestId") FROM "AOAIChargeback_CL"'
+    ).fetchone()[0]
     frame = LocalKqlRunner(connection).run("monthly_rollup", {"MonthStart": START, "MonthEnd": END})
     expected = connection.execute(
         f"""SELECT SubscriptionId, count(*), sum(PromptTokens), sum(CachedTokens), sum(CompletionTokens),
-                   sum(coalesce(InputCost, 0)), sum(coalesce(OutputCost, 0)), sum(coalesce(CachedInputCost, 0))
+                   sum(coalesce(InputCost, 0)), sum(coalesce(OutputCost, 0)),
+                   sum(coalesce(CachedInputCost, 0))
             FROM ({DEDUPED.format(end="2026-11-01")}) GROUP BY ALL ORDER BY 1"""
     ).fetchall()
     got = frame.groupby("SubscriptionId")[
-        ["Requests", "PromptTokens", "CachedTokens", "CompletionTokens", "InputCost", "OutputCost", "CachedInputCost"]
+        [
+            "Requests",
+            "PromptTokens",
+            "CachedTokens",
+            "CompletionTokens",
+            "InputCost",
+            "OutputCost",
+            "CachedInputCost",
+        ]
     ].sum()
     assert len(expected) == len(got) == 3
     for sub, requests, prompt, cached, completion, input_cost, output_cost, cached_cost in expected:
@@ -79,7 +90,8 @@ def test_month_to_date_spend_matches_sql(october_store: Any) -> None:
     frame = LocalKqlRunner(connection).run("month_to_date_spend", {"MonthStart": START, "AsOf": as_of})
     expected = dict(
         connection.execute(
-            f'SELECT SubscriptionId, sum(coalesce(TotalCost, 0)) FROM ({DEDUPED.format(end="2026-10-15")}) GROUP BY 1'
+            "SELECT SubscriptionId, sum(coalesce(TotalCost, 0)) "
+            f"FROM ({DEDUPED.format(end='2026-10-15')}) GROUP BY 1"
         ).fetchall()
     )
     got = frame.groupby("SubscriptionId")["Spend"].sum().to_dict()
@@ -111,9 +123,9 @@ def test_rollup_through_the_real_logs_query_client_against_the_local_server(octo
     from azure.monitor.query import LogsQueryClient
 
     from chargeback.azure_clients import LocalStandInCredential
+    from chargeback.exports import build_statement
     from chargeback.kqlrun import LogAnalyticsKqlRunner
     from chargeback.localserver import LocalLogAnalytics
-    from chargeback.exports import build_statement
     from chargeback.pricing import DeploymentMap
     from chargeback.rollup import run_rollup
 

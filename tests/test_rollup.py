@@ -39,7 +39,9 @@ def test_rollup_totals_equal_the_sum_of_the_deduplicated_rows(october_store: Any
                    sum(coalesce(TotalCost, 0)) FROM ({DEDUPED}) GROUP BY 1 ORDER BY 1"""
     ).fetchall()
     assert [key[0] for key in totals] == [row[0] for row in expected]
-    for (sub, requests, prompt, completion, reasoning, cost), entry in zip(expected, totals.values(), strict=True):
+    for (sub, requests, prompt, completion, reasoning, cost), entry in zip(
+        expected, totals.values(), strict=True
+    ):
         assert (entry.subscription_id, entry.requests, entry.prompt_tokens) == (sub, requests, prompt)
         assert (entry.completion_tokens, entry.reasoning_tokens) == (completion, reasoning)
         assert abs(entry.cost - Decimal(repr(cost))) < Decimal("0.000001")
@@ -53,7 +55,10 @@ def test_meter_tokens_split_prompt_into_input_and_cached(october_store: Any) -> 
         """SELECT sum(PromptTokens), sum(CachedTokens), sum(CompletionTokens) FROM "AOAIChargeback_CL"
            WHERE PricingStatus IN ('priced', 'unpriced')"""
     ).fetchone()
-    by_meter = {meter: sum(c.tokens for c in charges if c.meter == meter) for meter in ("input", "cached-input", "output")}
+    by_meter = {
+        meter: sum(c.tokens for c in charges if c.meter == meter)
+        for meter in ("input", "cached-input", "output")
+    }
     assert by_meter == {"input": prompt - cached, "cached-input": cached, "output": completion}
 
 
@@ -70,7 +75,11 @@ def test_each_meter_charge_is_quantity_times_unit_price(october_store: Any) -> N
 def test_a_mid_month_price_change_gives_one_row_per_price(october_store: Any) -> None:
     """The test card reprices gpt-4o global on 2026-10-15: its input meter appears at 5.00 and 2.50."""
     charges = meter_charges(run_rollup(LocalKqlRunner(october_store.connection), "2026-10"))
-    prices = {c.unit_price for c in charges if (c.model, c.deployment_type, c.meter) == ("gpt-4o", "global", "input")}
+    prices = {
+        c.unit_price
+        for c in charges
+        if (c.model, c.deployment_type, c.meter) == ("gpt-4o", "global", "input")
+    }
     assert prices == {Decimal("5"), Decimal("2.5")}
 
 
@@ -78,7 +87,8 @@ def test_unpriced_usage_is_a_zero_cost_row_without_price(october_store: Any) -> 
     """Calls to a model the card does not price are kept, with no unit price and zero cost."""
     charges = meter_charges(run_rollup(LocalKqlRunner(october_store.connection), "2026-10"))
     unpriced = [c for c in charges if c.pricing_status == "unpriced"]
-    assert unpriced and all(c.unit_price is None and c.cost == 0 and c.tokens > 0 for c in unpriced)
+    assert unpriced
+    assert all(c.unit_price is None and c.cost == 0 and c.tokens > 0 for c in unpriced)
 
 
 def test_ptu_allocation_sums_exactly_to_the_ptu_cost(october_store: Any) -> None:
@@ -104,7 +114,8 @@ def test_an_unused_ptu_deployment_stays_on_an_unallocated_row() -> None:
     """A PTU nobody called keeps its whole cost on one row without subscription."""
     deployment = Deployment("idle", "gpt-4o", "", "ptu", Decimal("3900"), "USD")
     (allocation,) = allocate_ptu([deployment], {})
-    assert allocation.unallocated and allocation.amount == Decimal("3900.00")
+    assert allocation.unallocated
+    assert allocation.amount == Decimal("3900.00")
 
 
 @given(
