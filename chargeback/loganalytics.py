@@ -52,6 +52,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("chargeback.loganalytics")
 
 MAX_BODY_BYTES = 1_000_000  # "1 MB per call"; the decimal reading keeps us under either one
+# The service also refuses a body that inflates past 50 MiB (seen with very repetitive rows); usage
+# rows compress about 10:1, so this cap only matters for pathological batches, and keeps a margin.
+MAX_UNCOMPRESSED_BYTES = 40 * 1024 * 1024
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 _GZIP_OVERHEAD = 64  # header, trailer, closing bracket and final deflate block, generously
 
@@ -69,13 +72,16 @@ def _deflate_bound(raw: int) -> int:
     return raw + 5 * (raw // 16_000 + 1)
 
 
-def gzip_chunks(payloads: Sequence[bytes], limit: int = MAX_BODY_BYTES) -> tuple[list[Chunk], list[int]]:
+def gzip_chunks(
+    payloads: Sequence[bytes], limit: int = MAX_BODY_BYTES, raw_limit: int = MAX_UNCOMPRESSED_BYTES
+) -> tuple[list[Chunk], list[int]]:
     """Pack serialised rows into gzip JSON arrays of at most ``limit`` bytes each, in order.
 
     One pass with a streaming compressor per chunk: the size so far is known exactly after a sync
     flush, and the bytes fed since are bounded by their worst-case deflate size, so no chunk ever
-    exceeds ``limit`` and each is filled to within about one row of it. Returns the chunks and the
-    indexes of rows too large to fit any chunk on their own.
+    exceeds ``limit`` and each is filled to within about one row of it. A chunk also closes before its
+    JSON text passes ``raw_limit`` bytes. Returns the chunks and the indexes of rows too large to fit
+    any chunk on their own.
     """
     chunks: list[Chunk] = []
     oversize: list[int] = []
@@ -83,11 +89,13 @@ def gzip_chunks(payloads: Sequence[bytes], limit: int = MAX_BODY_BYTES) -> tuple
     while index < count:
         compressor = zlib.compressobj(6, zlib.DEFLATED, 31)
         parts = [compressor.compress(b"[")]
-        size, pending = len(parts[0]), 1
+        size, pending, raw = len(parts[0]), 1, 2
         members: list[int] = []
         while index < count:
             piece = payloads[index]
             extra = len(piece) + (1 if members else 0)
+            if members and raw + extra > raw_limit:
+                break
             if size + _deflate_bound(pending + extra) + _GZIP_OVERHEAD > limit:
                 if pending:
                     parts.append(compressor.flush(zlib.Z_SYNC_FLUSH))
@@ -104,6 +112,7 @@ def gzip_chunks(payloads: Sequence[bytes], limit: int = MAX_BODY_BYTES) -> tuple
             parts.append(compressor.compress(piece))
             size += len(parts[-1])
             pending += extra
+            raw += extra
             members.append(index)
             index += 1
         if members:

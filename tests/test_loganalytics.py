@@ -6,6 +6,7 @@ import gzip
 import json
 import socket
 import time
+import zlib
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -236,3 +237,14 @@ def test_retry_after_header_forms():
     assert retry_after_seconds({"Retry-After": "Sun, 01 Nov 2026 12:00:10 GMT"}, now) == 10.0
     assert retry_after_seconds({"Retry-After": "soon"}) is None
     assert retry_after_seconds({}) is None
+
+
+def test_chunks_also_close_before_their_json_inflates_past_the_raw_limit():
+    """Very compressible rows never make a body that decompresses past the service's inflated-size cap."""
+    payloads = [b'{"a":"' + b"x" * 1000 + b'"}'] * 500
+    chunks, oversize = gzip_chunks(payloads, raw_limit=100_000)
+    assert not oversize
+    assert [i for chunk in chunks for i in chunk.indexes] == list(range(500))
+    for chunk in chunks:
+        assert len(zlib.decompress(chunk.body, 31)) <= 100_000
+    assert len(chunks) > 1
