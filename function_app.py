@@ -18,7 +18,7 @@ app = func.FunctionApp()
 @app.function_name("on_usage_events")
 @app.retry(
     strategy="exponential_backoff",
-    max_retry_count="8",
+    max_retry_count="-1",  # retry until the batch is persisted: never checkpoint past a lost event
     minimum_interval="00:00:05",
     maximum_interval="00:10:00",
 )

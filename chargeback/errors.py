@@ -39,8 +39,9 @@ class Reason(StrEnum):
     # Writing
     WRITE_FAILED = "write-failed"
     SINK_UNAVAILABLE = "sink-unavailable"
-    # Configuration
+    # Configuration and queries
     CONFIG_INVALID = "config-invalid"
+    QUERY_FAILED = "query-failed"
     # Anything the pipeline did not foresee: still dead-lettered, never lost
     INTERNAL_ERROR = "internal-error"
 

@@ -29,7 +29,7 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from chargeback.errors import ChargebackError, ConfigError
+from chargeback.errors import ChargebackError, ConfigError, Reason
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -46,6 +46,8 @@ _TYPES = frozenset({"datetime", "string", "bool", "long", "int", "real"})
 
 class QueryError(ChargebackError):
     """A KQL query failed or came back incomplete (partial result, row limit, bad syntax)."""
+
+    reason = Reason.QUERY_FAILED
 
 
 def query_root() -> Traversable:

@@ -33,6 +33,7 @@ from typing import Any
 from chargeback.errors import ConfigError
 from chargeback.kqlrun import KqlRunner
 from chargeback.pricing import Deployment
+from chargeback.settings import Settings
 
 log = logging.getLogger("chargeback.rollup")
 
@@ -416,17 +417,6 @@ def allocate_ptu(
     return allocations
 
 
-def output_weight(settings: Any) -> Decimal:
-    """PTU_OUTPUT_WEIGHT (how many input tokens one output token counts as), default 4."""
-    raw = getattr(settings, "ptu_output_weight", None)  # a Settings field once added there
-    if raw in (None, ""):
-        import os
-
-        raw = os.environ.get("PTU_OUTPUT_WEIGHT", "").strip() or DEFAULT_OUTPUT_WEIGHT
-    try:
-        weight = Decimal(str(raw))
-    except ArithmeticError:
-        raise ConfigError(f"PTU_OUTPUT_WEIGHT={raw!r} is not a number") from None
-    if not weight.is_finite() or weight < 0:
-        raise ConfigError(f"PTU_OUTPUT_WEIGHT={raw!r} must be a non-negative number")
-    return weight
+def output_weight(settings: Settings) -> Decimal:
+    """PTU_OUTPUT_WEIGHT: how many input tokens one output token counts as (validated by Settings)."""
+    return Decimal(settings.ptu_output_weight)

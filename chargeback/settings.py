@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from urllib.parse import urlparse
@@ -65,6 +66,7 @@ class Settings:
     deployments_path: str = ""
     budgets_path: str = ""
     rollup_grace_hours: int = 48
+    ptu_output_weight: str = "4"
     alert_webhook_url: str = ""
 
     @classmethod
@@ -96,6 +98,12 @@ class Settings:
             raise ConfigError(f"CHARGEBACK_SINK={self.chargeback_sink!r}; expected one of {', '.join(SINKS)}")
         if self.rollup_grace_hours < 0:
             raise ConfigError("ROLLUP_GRACE_HOURS must not be negative")
+        try:
+            weight = Decimal(self.ptu_output_weight)
+        except ArithmeticError:
+            raise ConfigError(f"PTU_OUTPUT_WEIGHT={self.ptu_output_weight!r} is not a number") from None
+        if not weight.is_finite() or weight < 0:
+            raise ConfigError(f"PTU_OUTPUT_WEIGHT={self.ptu_output_weight!r} must be a non-negative number")
         if self.chargeback_sink == "loganalytics":
             missing = [
                 name.upper()

@@ -48,6 +48,9 @@ param tableTotalRetentionDays int = 2556
 @description('Hours after month end before the monthly close runs (late events).')
 param rollupGraceHours int = 48
 
+@description('PTU allocation: how many input tokens one output token counts as (PTU_OUTPUT_WEIGHT).')
+param ptuOutputWeight string = '4'
+
 @description('E-mail address that receives budget, unpriced-usage and dead-letter alerts. Empty: no e-mail receiver.')
 param alertEmail string = ''
 
@@ -161,6 +164,7 @@ module function 'app/function.bicep' = {
     workspaceCustomerId: monitoring.outputs.workspaceCustomerId
     appInsightsConnectionString: monitoring.outputs.appInsightsConnectionString
     rollupGraceHours: rollupGraceHours
+    ptuOutputWeight: ptuOutputWeight
     alertWebhookUrl: alertWebhookUrl
     maximumInstanceCount: maximumInstanceCount
   }

@@ -23,6 +23,9 @@ param alertsStreamName string
 param workspaceCustomerId string
 param appInsightsConnectionString string
 param rollupGraceHours int
+
+@description('PTU allocation: how many input tokens one output token counts as.')
+param ptuOutputWeight string
 @secure()
 param alertWebhookUrl string
 param maximumInstanceCount int
@@ -126,6 +129,7 @@ var appSettings = {
   DEADLETTER_CONTAINER: deadletterContainer
   EXPORTS_CONTAINER: exportsContainer
   ROLLUP_GRACE_HOURS: string(rollupGraceHours)
+  PTU_OUTPUT_WEIGHT: ptuOutputWeight
   ALERT_WEBHOOK_URL: alertWebhookUrl
 }
 
