@@ -14,9 +14,9 @@ from datetime import datetime
 from typing import Any
 
 from chargeback.errors import ChargebackError, Reason, RejectedEvent
-from chargeback.pricing import Price, Pricer
+from chargeback.pricing import Price, Pricer, PricingStatus
 from chargeback.schema import Event, parse_event
-from chargeback.usage import Usage, resolve_usage
+from chargeback.usage import Usage, UsageSource, resolve_usage
 
 Row = dict[str, Any]
 
@@ -76,6 +76,25 @@ class BatchResult:
     rejections: list[Rejection] = field(default_factory=list)
 
 
+# Plain-str text of the enums (str() on a StrEnum member goes through Enum.__str__ every time).
+_ENUM_TEXT: dict[str, str] = {member: member.value for member in (*UsageSource, *PricingStatus)}
+_TAGS_TEXT: dict[tuple[tuple[str, str], ...], str] = {}
+_MAX_TAGS_TEXT = 4096
+
+
+def tags_json(tags: dict[str, str]) -> str:
+    """The ``Tags`` column: sorted JSON text, memoised because a few tag sets repeat on every row."""
+    if not tags:
+        return "{}"
+    key = tuple(tags.items())
+    text = _TAGS_TEXT.get(key)
+    if text is None:
+        if len(_TAGS_TEXT) >= _MAX_TAGS_TEXT:
+            _TAGS_TEXT.clear()  # bounded: tag values come from callers
+        text = _TAGS_TEXT[key] = json.dumps(tags, sort_keys=True, ensure_ascii=False)
+    return text
+
+
 def build_row(event: Event, usage: Usage, price: Price) -> Row:
     """The usage row of DESIGN's ``AOAIChargeback_CL``; costs stay Decimal until a writer writes them."""
     return {
@@ -101,15 +120,15 @@ def build_row(event: Event, usage: Usage, price: Price) -> Row:
         "CompletionTokens": usage.completion_tokens,
         "ReasoningTokens": usage.reasoning_tokens,
         "TotalTokens": usage.total_tokens,
-        "UsageSource": str(usage.source),
+        "UsageSource": _ENUM_TEXT.get(usage.source) or str(usage.source),
         "InputCost": price.input_cost,
         "CachedInputCost": price.cached_input_cost,
         "OutputCost": price.output_cost,
         "TotalCost": price.total_cost,
         "Currency": price.currency,
-        "PricingStatus": str(price.status),
+        "PricingStatus": _ENUM_TEXT.get(price.status) or str(price.status),
         "RateCardVersion": price.rate_card_version,
-        "Tags": json.dumps(event.tags, sort_keys=True, ensure_ascii=False),
+        "Tags": tags_json(event.tags),
         "EventSchemaVersion": event.schema_version,
     }
 
