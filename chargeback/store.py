@@ -11,6 +11,7 @@ import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
+from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,18 +44,27 @@ def create_table_sql(table: str) -> str:
 
 def _utc_naive(value: datetime) -> datetime:
     """DuckDB TIMESTAMP holds UTC wall time; KQL sees it as a UTC datetime."""
+    if value.tzinfo is UTC:
+        # The usual case, a quarter of the cost of .replace(tzinfo=None), which parses keywords.
+        return datetime.combine(value.date(), value.time())
     return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
 
 
 def _column_values(columns: Sequence[Column], rows: Sequence[Row]) -> dict[str, list[Any]]:
+    names = [column.name for column in columns]
+    try:
+        # One C-level pass: each row to a tuple in column order, then transposed by zip.
+        transposed: list[Sequence[Any]] = list(zip(*map(itemgetter(*names), rows), strict=True))
+    except (KeyError, TypeError):
+        transposed = [[row.get(name) for row in rows] for name in names]  # rows missing a column
     data: dict[str, list[Any]] = {}
-    for column in columns:
-        values = [row.get(column.name) for row in rows]
+    for column, values in zip(columns, transposed, strict=True):
         if column.type == "real":
-            values = [float(v) if isinstance(v, Decimal) else v for v in values]
+            data[column.name] = [float(v) if isinstance(v, Decimal) else v for v in values]
         elif column.type == "dateTime":
-            values = [_utc_naive(v) if isinstance(v, datetime) else v for v in values]
-        data[column.name] = values
+            data[column.name] = [_utc_naive(v) if isinstance(v, datetime) else v for v in values]
+        else:
+            data[column.name] = list(values)
     return data
 
 
