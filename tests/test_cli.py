@@ -160,3 +160,10 @@ def test_demo_generates_ingests_and_reports_a_month(tmp_path: Path, monkeypatch:
     lines = (tmp_path / "demo" / "events-2026-10.jsonl").read_bytes().splitlines()
     assert len(lines) > 400  # redeliveries and broken events on top of the 400 calls
     assert json.loads(lines[0])["schemaVersion"] == "1"
+
+
+def test_read_messages_also_closes_a_batch_at_the_byte_bound(tmp_path: Path):
+    """Large bodies close a batch before the event count does, so memory stays bounded."""
+    path = write_jsonl(tmp_path / "big.jsonl", [b"x" * 100] * 5)
+    batches = [batch for batch, _ in read_messages(path, batch_size=1000, max_bytes=250)]
+    assert [len(b) for b in batches] == [3, 2]
