@@ -1,0 +1,130 @@
+"""Against LiteLLM: the same events priced by our pipeline and by ``litellm.cost_per_token``.
+
+    .venv/bin/python bench/litellm_compare.py [--events 200000] [--runs 3]
+
+LiteLLM is installed only for this benchmark, in ``bench/.venv-litellm`` (created on first run,
+gitignored; never in the main .venv or requirements); its side runs there as a subprocess
+(``bench/_litellm_side.py``) with LiteLLM's packaged price map (no network).
+
+Both sides start from the message body: ours is ``process_message`` (parse, validate, resolve,
+price, row) with the shipped rate card and the demo's deployments map; theirs is ``json.loads``
+plus ``cost_per_token`` with the model named as LiteLLM's Azure catalog names it. Totals are
+compared per deployment on the rows both price. Goal: ours >= 10x theirs in events/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from decimal import Decimal
+
+from _common import BENCH, REPO, SRC, best_of, data_dir, events_file, machine
+
+VENV = BENCH / ".venv-litellm"
+PYTHON = VENV / "bin" / "python"
+
+
+def ensure_venv() -> None:
+    """Create bench/.venv-litellm with LiteLLM, once."""
+    if PYTHON.exists():
+        return
+    print("creating bench/.venv-litellm (LiteLLM, benchmark only) ...", flush=True)
+    subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    subprocess.run([str(PYTHON), "-m", "pip", "install", "-q", "litellm"], check=True)
+
+
+def ours(lines: list[bytes]) -> tuple[float, float, dict[str, list[Decimal | int]]]:
+    """Best times of body → priced row, and of the pricing step alone; totals per deployment."""
+    from chargeback.demo import write_config
+    from chargeback.pipeline import Charge, Message, Source, process_message
+    from chargeback.pricing import Pricer
+    from chargeback.schema import parse_event
+    from chargeback.usage import resolve_usage
+
+    _, deployments = write_config(data_dir(), "2026-10", SRC / "chargeback" / "config" / "rate_card.csv")
+    pricer = Pricer.from_files(REPO / "chargeback" / "config" / "rate_card.csv", deployments)
+    messages = [Message(line, Source("file")) for line in lines]
+
+    def run() -> list[Charge]:
+        return [o for o in (process_message(m, pricer) for m in messages) if isinstance(o, Charge)]
+
+    whole, charges = best_of(3, run)
+    resolved = [(e, resolve_usage(e)) for e in (parse_event(line) for line in lines)]
+    price_only, _ = best_of(3, lambda: [pricer.price(e, u) for e, u in resolved])
+    totals: dict[str, list[Decimal | int]] = defaultdict(lambda: [Decimal(0), 0])
+    for charge in charges:
+        row = charge.row
+        if row["PricingStatus"] == "not-billable":
+            continue
+        entry = totals[f"{row['Deployment']}|{row['PricingStatus']}"]
+        entry[0] += row["TotalCost"] or Decimal(0)
+        entry[1] += 1
+    return whole, price_only, totals
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    ensure_venv()
+    path = events_file("reported", args.events)
+    lines = path.read_bytes().splitlines()
+
+    started = time.perf_counter()
+    out = subprocess.run(
+        [str(PYTHON), str(BENCH / "_litellm_side.py"), str(path), str(args.runs)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    theirs = json.loads(out.strip().splitlines()[-1])
+    litellm_wall = time.perf_counter() - started
+    whole, price_only, totals = ours(lines)
+
+    n = len(lines)
+    print(f"litellm: {n:,} events (usage reported), best of {args.runs}; {machine()}")
+    print(f"  ours    body → priced row (process_message)  {whole:6.2f} s {n / whole:>10,.0f} events/s")
+    print(
+        f"  ours    Pricer.price alone                   {price_only:6.2f} s "
+        f"{n / price_only:>10,.0f} events/s"
+    )
+    print(
+        f"  LiteLLM json.loads + cost_per_token          {theirs['seconds']:6.2f} s "
+        f"{n / theirs['seconds']:>10,.0f} events/s   (+{litellm_wall - theirs['seconds'] * args.runs:.1f} s "
+        "import and load, not counted)"
+    )
+    ratio = theirs["seconds"] / whole
+    verdict = "met" if ratio >= 10 else "NOT met"
+    print(f"  ratio ours/LiteLLM (events/s, body → cost)   {ratio:6.1f} x   (goal >= 10x: {verdict})")
+    print(f"  ratio pricing step alone                     {theirs['seconds'] / price_only:6.1f} x")
+    print("  totals on the same events (USD; ours | LiteLLM | difference):")
+    by_deployment: dict[str, dict[str, list[float]]] = defaultdict(dict)
+    for key, (cost, count) in theirs["totals"].items():
+        deployment, model, status = key.split("|")
+        by_deployment[deployment][status] = [cost, count, model]  # type: ignore[list-item]
+    for key in sorted(totals):
+        deployment, status = key.split("|")
+        cost, count = totals[key]
+        side = by_deployment.get(deployment, {})
+        if status == "priced":
+            other = side.get("priced") or side.get("unpriced")
+        else:
+            other = side.get("cache-hit") if status == "cache-hit" else side.get("priced")
+        if other is None:
+            print(f"    {deployment:18s} {status:10s} {count:>7,} rows  {float(cost):12.4f} | (none)")
+            continue
+        diff = float(cost) - other[0]
+        pct = f"{diff / other[0]:+.1%}" if other[0] else ""
+        print(
+            f"    {deployment:18s} {status:10s} {count:>7,} rows  {float(cost):12.4f} | "
+            f"{other[0]:12.4f}  {diff:+12.4f} {pct:>7}  ({other[2]})"
+        )
+
+
+if __name__ == "__main__":
+    main()
