@@ -152,9 +152,11 @@ def test_demo_generates_ingests_and_reports_a_month(tmp_path: Path, monkeypatch:
     assert "2026-10" in out
     runtime.build_writer.cache_clear()
     with duckdb.connect(str(tmp_path / "demo.duckdb"), read_only=True) as connection:
-        count, sources = connection.execute(
+        found = connection.execute(
             'SELECT count(*), count(DISTINCT UsageSource) FROM "AOAIChargeback_CL"'
         ).fetchone()
+    assert found is not None
+    count, sources = found
     assert count == 400
     assert sources == 4
     lines = (tmp_path / "demo" / "events-2026-10.jsonl").read_bytes().splitlines()

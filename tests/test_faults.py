@@ -35,7 +35,7 @@ def container_store(azurite: Azurite, name: str | None = None) -> BlobDeadLetter
     """A Blob dead-letter store on an Azurite, with fast, bounded retries."""
     service = BlobServiceClient.from_connection_string(
         azurite.connection_string,
-        retry_policy=LinearRetry(backoff=0.1, random_jitter_range=0, retry_total=1),
+        retry_policy=LinearRetry(backoff=0, random_jitter_range=0, retry_total=1),
         connection_timeout=2,
     )
     return BlobDeadLetterStore(service.get_container_client(name or f"dl-{uuid.uuid4().hex[:12]}"))

@@ -66,7 +66,8 @@ class RefusingWriter:
     """A writer whose backend refuses some rows, as Log Analytics may for one chunk."""
 
     def __init__(self, refuse: set[str]) -> None:
-        self.refuse, self.rows = refuse, []
+        self.refuse: set[str] = refuse
+        self.rows: list[Row] = []
 
     def write(self, rows: Sequence[Row]) -> WriteResult:
         result = WriteResult()

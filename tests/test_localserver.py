@@ -7,12 +7,14 @@ import http.client
 import io
 import json
 import time
+from collections.abc import MutableMapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from azure.core.exceptions import HttpResponseError, ServiceResponseError
 from azure.monitor.ingestion import LogsIngestionClient
-from azure.monitor.query import LogsQueryClient, LogsQueryStatus
+from azure.monitor.query import LogsQueryClient, LogsQueryResult, LogsQueryStatus
 
 from chargeback.azure_clients import LocalStandInCredential
 from chargeback.localserver import Fault, FaultPlan, LocalLogAnalytics, parse_timespan, stream_table
@@ -20,7 +22,7 @@ from chargeback.localserver import Fault, FaultPlan, LocalLogAnalytics, parse_ti
 STREAM = "Custom-AOAIChargeback_CL"
 
 
-def rows(n: int, start: int = 0, when: str = "2026-10-20T10:15:30.123Z") -> list[dict]:
+def rows(n: int, start: int = 0, when: str = "2026-10-20T10:15:30.123Z") -> list[MutableMapping[str, Any]]:
     return [
         {
             "TimeGenerated": when,
@@ -37,7 +39,9 @@ def client(server: LocalLogAnalytics) -> LogsIngestionClient:
     return LogsIngestionClient(server.endpoint, LocalStandInCredential())
 
 
-def post(server: LocalLogAnalytics, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict]:
+def post(
+    server: LocalLogAnalytics, path: str, body: bytes, headers: dict[str, str]
+) -> tuple[int, dict[str, Any]]:
     conn = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=10)
     conn.request("POST", path, body=body, headers=headers)
     response = conn.getresponse()
@@ -146,6 +150,7 @@ def test_query_timespan_filters_time_generated(log_analytics):
     query = LogsQueryClient(LocalStandInCredential(), endpoint=log_analytics.endpoint)
     span = (datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC))
     result = query.query_workspace("ws", "AOAIChargeback_CL | count", timespan=span, enforce_https=False)
+    assert isinstance(result, LogsQueryResult)
     assert [list(row) for row in result.tables[0].rows] == [[3]]
 
 

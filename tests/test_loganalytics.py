@@ -9,6 +9,7 @@ import time
 import zlib
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 from chargeback.errors import Reason
 from chargeback.localserver import Fault, FaultPlan
@@ -18,7 +19,7 @@ from chargeback.settings import Settings
 from tests.conftest import la_writer, make_event, to_body
 
 
-def usage_rows(pricer, n: int) -> list[dict]:
+def usage_rows(pricer, n: int) -> list[dict[str, Any]]:
     from chargeback.pipeline import Message, Source
 
     bodies = [
@@ -82,7 +83,12 @@ def test_429_retry_after_is_honoured_then_the_chunk_lands(pricer, log_analytics)
     """On 429 the writer waits at least Retry-After, retries, and the rows are written once."""
     log_analytics.faults = FaultPlan(by_request={1: Fault.throttled(1)})
     waits: list[float] = []
-    writer = la_writer(log_analytics, sleep=lambda s: (waits.append(s), time.sleep(s)))
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        time.sleep(seconds)
+
+    writer = la_writer(log_analytics, sleep=sleep)
     result = writer.write(usage_rows(pricer, 50))
     assert (result.written, result.failed) == (50, [])
     assert waits == [1.0]

@@ -320,7 +320,7 @@ def only_event(played: dict[str, Any], name: str) -> tuple[dict[str, Any], Event
 
 def expressions_of(path: Path) -> list[str]:
     """Every C# expression in a policy file (attribute values and element text), XML-unescaped."""
-    found = []
+    found: list[str] = []
     for element in ET.parse(path).getroot().iter():
         values = [*element.attrib.values(), element.text or ""]
         found.extend(v.strip() for v in values if is_expression(v))

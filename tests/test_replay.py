@@ -136,7 +136,7 @@ def test_parse_reasons():
     """No --reason means the replayable set; 'all' means every reason; unknown codes are refused."""
     assert parse_reasons(None) == REPLAYABLE_REASONS
     assert parse_reasons(["all"]) is None
-    assert parse_reasons(["invalid-json"]) == {Reason.INVALID_JSON}
+    assert parse_reasons(["invalid-json"]) == frozenset({Reason.INVALID_JSON})
     with pytest.raises(ConfigError):
         parse_reasons(["nope"])
 

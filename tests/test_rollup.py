@@ -68,6 +68,7 @@ def test_each_meter_charge_is_quantity_times_unit_price(october_store: Any) -> N
     priced = [c for c in charges if c.unit_price is not None]
     assert priced
     for charge in priced:
+        assert charge.unit_price is not None
         assert charge.cost == Decimal(charge.tokens) / Decimal(1_000_000) * charge.unit_price
         assert abs(charge.cost - charge.kql_cost) < Decimal("0.000001")
 

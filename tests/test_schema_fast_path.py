@@ -57,7 +57,7 @@ USAGE_FIELDS = [
     "output_tokens_details",
 ]
 counts = st.integers(-2, 10_000_002) | st.none() | st.just("7") | st.just(True)
-details = (
+details: st.SearchStrategy[Any] = (
     st.none() | st.just([]) | st.dictionaries(st.sampled_from(["cached_tokens", "reasoning_tokens"]), counts)
 )
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from chargeback.errors import Reason
 from chargeback.schema import table_columns
 from chargeback.store import DuckDBStore, create_table_sql
 
 
-def row(request_id: str, cost: str | None = "0.0125") -> dict:
-    values = {c.name: "" for c in table_columns()}
+def row(request_id: str, cost: str | None = "0.0125") -> dict[str, Any]:
+    values: dict[str, Any] = {c.name: "" for c in table_columns()}
     values.update(
         TimeGenerated=datetime(2026, 10, 20, 12, 0, tzinfo=UTC),
         RequestId=request_id,

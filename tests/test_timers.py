@@ -12,6 +12,7 @@ from azure.functions.timer import TimerRequest
 from chargeback.exports import due_month
 from chargeback.rollup import month_of, month_window, previous_month
 from chargeback.schema import ALERTS_TABLE
+from chargeback.store import DuckDBStore
 from tests import monthdata
 
 pytestmark = pytest.mark.azurite
@@ -20,7 +21,6 @@ pytestmark = pytest.mark.azurite
 @pytest.fixture
 def due_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A store with usage in the month the monthly timer is due for and this month, and the settings."""
-    from chargeback.store import DuckDBStore
 
     config = monthdata.write_config(tmp_path / "config")
     start, _ = month_window(due_month(datetime.now(UTC), 48))
@@ -87,7 +87,9 @@ def test_budget_timer_raises_alerts_once(due_store: Path) -> None:
     timer = function_app.daily_budget_check.build().get_user_function()
     timer(TimerRequest(past_due=False))
     timer(TimerRequest(past_due=False))
-    build_writer(Settings.from_env()).close()  # the cached store: release the file before reading it
+    store = build_writer(Settings.from_env())
+    assert isinstance(store, DuckDBStore)
+    store.close()  # the cached store: release the file before reading it
     build_writer.cache_clear()
     with duckdb.connect(str(due_store), read_only=True) as connection:
         ids = [row[0] for row in connection.execute(f'SELECT "AlertId" FROM "{ALERTS_TABLE}"').fetchall()]

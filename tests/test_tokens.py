@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import tiktoken
-import tiktoken_ext.openai_public  # type: ignore[import-untyped]
+import tiktoken_ext.openai_public
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

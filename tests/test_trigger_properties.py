@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import function_app
 from chargeback import runtime
 from chargeback.deadletter import LocalDeadLetterStore
 from chargeback.settings import Settings
+from chargeback.store import DuckDBStore
 from tests.conftest import make_event, to_body
 
 TRIGGER = function_app.on_usage_events.build().get_user_function()
@@ -62,7 +64,7 @@ bodies = st.one_of(
 
 
 @pytest.fixture
-def trigger_env(tmp_path: Path, config_files, monkeypatch) -> Path:
+def trigger_env(tmp_path: Path, config_files, monkeypatch) -> Iterator[Path]:
     """Environment for the trigger: in-memory DuckDB sink, local dead-letter folder, test rate card."""
     card, deployments = config_files
     monkeypatch.setenv("CHARGEBACK_SINK", "duckdb")
@@ -86,6 +88,7 @@ def run_trigger(
     runtime.build_deadletter.cache_clear()
     TRIGGER([func.EventHubEvent(body=body, sequence_number=i) for i, body in enumerate(batch)])
     store = runtime.build_writer(Settings.from_env(os.environ))
+    assert isinstance(store, DuckDBStore)
     table = {
         rid for (rid,) in store.connection.execute('SELECT "RequestId" FROM "AOAIChargeback_CL"').fetchall()
     }
