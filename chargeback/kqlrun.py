@@ -11,9 +11,22 @@ Parameters: a file names the values it needs in a header comment::
 
 and ``bind`` prepends one ``let`` statement per parameter (``let MonthStart = datetime(...);``).
 Log Analytics' query API has no out-of-band parameters, so ``let`` is the one form both engines
-accept; values are rendered by ``kql_literal`` (typed, strings escaped), never pasted raw.
+accept; values are rendered by ``kql_literal`` (typed, strings escaped), never pasted raw. A ``bool``,
+``long``, ``int`` or ``real`` parameter may carry a default (``Deduplicate:bool = true``), used when
+no value is given.
 
-Results come back as a pandas DataFrame (imported lazily: the Functions host times module import).
+Deduplication (``Deduplicate:bool = true``): Log Analytics does not deduplicate and Event Hub
+delivers at least once, so the queries over ``AOAIChargeback_CL`` reduce repeated RequestIds to one
+row. The runner, not the caller, decides the value: ``LogAnalyticsKqlRunner`` always binds true;
+``LocalKqlRunner`` binds false only when the table the query reads has ``RequestId`` as its primary
+key (the local store's schema, checked in the catalog on every run, never assumed), because such a
+table cannot hold a RequestId twice and the dedupe (a hash of every RequestId of the month) would
+only cost time and memory. A caller may force true; asking for false where the key does not
+guarantee it is an error.
+
+Results come back as a pandas DataFrame (imported lazily: the Functions host times module import),
+or with ``records`` as a list of dicts, without pandas (importing it is a quarter of a second of the
+rollup command, whose small result is regrouped in Python anyway).
 In Azure, ``LogsQueryClient.query_workspace`` returns at most 500,000 rows, so every query summarizes
 in KQL; a partial result (row limit, timeout) is an error, never a silently short statement.
 """
@@ -40,8 +53,12 @@ log = logging.getLogger("chargeback.kqlrun")
 
 ParamValue = datetime | str | bool | int | float | Decimal
 _PARAMS_HEADER = re.compile(r"^\s*//\s*Parameters\s*:\s*(?P<list>.*)$", re.IGNORECASE | re.MULTILINE)
-_PARAM = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*:\s*(?P<type>[a-z]+)$")
+_PARAM = re.compile(
+    r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*:\s*(?P<type>[a-z]+)(?:\s*=\s*(?P<default>[A-Za-z0-9_.+-]+))?$"
+)
 _TYPES = frozenset({"datetime", "string", "bool", "long", "int", "real"})
+DEDUPLICATE = "Deduplicate"  # the runner-owned parameter: dedupe AOAIChargeback_CL on RequestId
+USAGE_TABLE_NAME = "AOAIChargeback_CL"
 
 
 class QueryError(ChargebackError):
@@ -77,16 +94,37 @@ def load_query(name: str) -> str:
         raise ConfigError(f"no KQL query {name!r} in chargeback/kql ({exc})") from None
 
 
-def declared_parameters(text: str) -> dict[str, str]:
-    """``{name: type}`` from the file's ``// Parameters: A:datetime, B:string`` header (may be empty)."""
-    declared: dict[str, str] = {}
+def _parse_declarations(text: str) -> Iterator[tuple[str, str, ParamValue | None]]:
     for match in _PARAMS_HEADER.finditer(text):
         for item in filter(None, (part.strip() for part in match["list"].split(","))):
             parsed = _PARAM.match(item)
             if parsed is None or parsed["type"] not in _TYPES:
                 raise ConfigError(f"bad KQL parameter declaration {item!r}; expected Name:type")
-            declared[parsed["name"]] = parsed["type"]
-    return declared
+            kind, default = parsed["type"], parsed["default"]
+            yield parsed["name"], kind, None if default is None else _default_value(item, kind, default)
+
+
+def _default_value(item: str, kind: str, text: str) -> ParamValue:
+    try:
+        if kind == "bool" and text in ("true", "false"):
+            return text == "true"
+        if kind in ("long", "int"):
+            return int(text)
+        if kind == "real":
+            return Decimal(text)
+    except (ArithmeticError, ValueError):
+        pass
+    raise ConfigError(f"bad default in KQL parameter declaration {item!r} (bool, long, int or real only)")
+
+
+def declared_parameters(text: str) -> dict[str, str]:
+    """``{name: type}`` from the file's ``// Parameters: A:datetime, B:string`` header (may be empty)."""
+    return {name: kind for name, kind, _ in _parse_declarations(text)}
+
+
+def parameter_defaults(text: str) -> dict[str, ParamValue]:
+    """``{name: default}`` of the declared parameters that have one (``Deduplicate:bool = true``)."""
+    return {name: default for name, _, default in _parse_declarations(text) if default is not None}
 
 
 def _iso(value: datetime) -> str:
@@ -116,8 +154,9 @@ def kql_literal(value: ParamValue, kind: str) -> str:
 
 
 def bind(text: str, params: Mapping[str, ParamValue]) -> str:
-    """The query with one ``let`` per declared parameter prepended; every declared one is required."""
+    """The query with one ``let`` per declared parameter prepended; each needs a value or a default."""
     declared = declared_parameters(text)
+    params = {**parameter_defaults(text), **params}
     missing = sorted(set(declared) - set(params))
     if missing:
         raise ConfigError(f"KQL query needs parameter(s) {', '.join(missing)}")
@@ -132,6 +171,12 @@ class KqlRunner(Protocol):
         """Run ``chargeback/kql/<name>.kql``; ``window`` is the time range the query reads."""
         ...
 
+    def records(
+        self, name: str, params: Mapping[str, ParamValue], *, window: tuple[datetime, datetime]
+    ) -> list[dict[str, Any]]:
+        """``run``'s result as one dict per row (column name -> value; null is None)."""
+        ...
+
 
 class LocalKqlRunner:
     """Runs the queries on a DuckDB connection (the local store) through duckdb-kql."""
@@ -142,21 +187,79 @@ class LocalKqlRunner:
     def run(
         self, name: str, params: Mapping[str, ParamValue], *, window: tuple[datetime, datetime] | None = None
     ) -> pd.DataFrame:
-        """Run a package query; ``window`` is unused locally (the query filters on its parameters)."""
-        return self.run_text(bind(load_query(name), params), name=name)
+        """Run a package query; ``window`` is unused locally (the query filters on its parameters).
+
+        ``Deduplicate`` is bound false when the table's primary key already makes RequestIds unique.
+        """
+        return self.run_text(self._bind(name, params), name=name)
+
+    def records(
+        self, name: str, params: Mapping[str, ParamValue], *, window: tuple[datetime, datetime] | None = None
+    ) -> list[dict[str, Any]]:
+        """``run``'s result as one dict per row, fetched from DuckDB without pandas."""
+
+        def fetch(cursor: Any) -> list[dict[str, Any]]:
+            columns = [column[0] for column in cursor.description or ()]
+            return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+        result: list[dict[str, Any]] = self._execute(self._bind(name, params), name, fetch)
+        return result
+
+    def _bind(self, name: str, params: Mapping[str, ParamValue]) -> str:
+        text = load_query(name)
+        if DEDUPLICATE in declared_parameters(text):
+            params = {**params, DEDUPLICATE: self._deduplicate(name, params.get(DEDUPLICATE))}
+        return bind(text, params)
+
+    def unique_request_ids(self) -> bool:
+        """Whether ``AOAIChargeback_CL``, as a query resolves it, has ``RequestId`` as its primary key.
+
+        Read from DuckDB's catalog (the local store's table has the key; a copy, a view, or the Log
+        Analytics stand-in has not) on a new cursor, as ``run_text`` runs the query: the table an
+        unqualified name resolves to in the current database and schema.
+        """
+        cursor = self.connection.cursor()
+        try:
+            row = cursor.execute(
+                """SELECT count(*) FROM duckdb_constraints()
+                   WHERE database_name = current_database() AND schema_name = current_schema()
+                     AND lower(table_name) = lower($table) AND constraint_type = 'PRIMARY KEY'
+                     AND len(constraint_column_names) = 1
+                     AND lower(constraint_column_names[1]) = 'requestid'""",
+                {"table": USAGE_TABLE_NAME},
+            ).fetchone()
+        except Exception as exc:  # not a DuckDB catalog we can read: do not trust the key
+            log.warning("cannot read the RequestId key of %s (%s); deduplicating", USAGE_TABLE_NAME, exc)
+            return False
+        finally:
+            cursor.close()
+        return row is not None and row[0] == 1
+
+    def _deduplicate(self, name: str, requested: ParamValue | None) -> bool:
+        unique = self.unique_request_ids()
+        if requested is not None and not requested and not unique:
+            raise ConfigError(
+                f"KQL query {name}: Deduplicate=false needs {USAGE_TABLE_NAME} keyed on RequestId; it is not"
+            )
+        deduplicate = bool(requested) if requested is not None else not unique
+        log.debug("KQL query %s: Deduplicate=%s (RequestId primary key: %s)", name, deduplicate, unique)
+        return deduplicate
 
     def run_text(self, query: str, *, name: str = "<query>") -> pd.DataFrame:
         """Run KQL text as is."""
+        frame: pd.DataFrame = self._execute(query, name, lambda cursor: cursor.df())
+        return frame
+
+    def _execute(self, query: str, name: str, fetch: Any) -> Any:
         import duckdb_kql
 
         cursor = self.connection.cursor()  # its own connection to the database: safe beside writers
         try:
-            frame: pd.DataFrame = duckdb_kql.df(cursor, query)
+            return fetch(duckdb_kql.execute(cursor, query))
         except Exception as exc:  # duckdb-kql and DuckDB raise their own trees; surface them as one
             raise QueryError(f"KQL query {name} failed locally: {type(exc).__name__}: {exc}") from exc
         finally:
             cursor.close()
-        return frame
 
 
 class LogAnalyticsKqlRunner:
@@ -173,14 +276,42 @@ class LogAnalyticsKqlRunner:
     def run(
         self, name: str, params: Mapping[str, ParamValue], *, window: tuple[datetime, datetime]
     ) -> pd.DataFrame:
-        """Run a package query over ``window`` (the API's timespan); a partial result is an error."""
-        return self.run_text(bind(load_query(name), params), window=window, name=name)
+        """Run a package query over ``window`` (the API's timespan); a partial result is an error.
+
+        ``Deduplicate`` is always bound true: Log Analytics has no key and keeps every delivery.
+        """
+        return self.run_text(self._bind(name, params), window=window, name=name)
+
+    def records(
+        self, name: str, params: Mapping[str, ParamValue], *, window: tuple[datetime, datetime]
+    ) -> list[dict[str, Any]]:
+        """``run``'s result as one dict per row."""
+        columns, rows = self._table(self._bind(name, params), window=window, name=name)
+        return [dict(zip(columns, row, strict=True)) for row in rows]
+
+    @staticmethod
+    def _bind(name: str, params: Mapping[str, ParamValue]) -> str:
+        text = load_query(name)
+        if DEDUPLICATE in declared_parameters(text):
+            if not params.get(DEDUPLICATE, True):
+                raise ConfigError(
+                    f"KQL query {name}: Log Analytics does not deduplicate; Deduplicate must be true"
+                )
+            params = {**params, DEDUPLICATE: True}
+        return bind(text, params)
 
     def run_text(
         self, query: str, *, window: tuple[datetime, datetime], name: str = "<query>"
     ) -> pd.DataFrame:
         """Run KQL text over a time window and return its first table."""
         import pandas as pd
+
+        columns, rows = self._table(query, window=window, name=name)
+        return pd.DataFrame(rows, columns=columns)
+
+    def _table(
+        self, query: str, *, window: tuple[datetime, datetime], name: str
+    ) -> tuple[list[str], list[list[Any]]]:
         from azure.core.exceptions import HttpResponseError
         from azure.monitor.query import LogsQueryStatus
 
@@ -197,7 +328,7 @@ class LogAnalyticsKqlRunner:
             raise QueryError(f"KQL query {name} returned no table")
         table = response.tables[0]
         columns = [getattr(column, "name", column) for column in table.columns]
-        return pd.DataFrame([list(row) for row in table.rows], columns=columns)
+        return columns, [list(row) for row in table.rows]
 
 
 def build_runner(settings: Settings, connection: Any = None) -> LocalKqlRunner | LogAnalyticsKqlRunner:

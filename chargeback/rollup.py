@@ -174,10 +174,10 @@ def run_rollup(runner: KqlRunner, month: str) -> Rollup:
     """Run the month's rollup queries (in Log Analytics or on the local store)."""
     start, end = month_window(month)
     params = {"MonthStart": start, "MonthEnd": end}
-    frame = runner.run(ROLLUP_QUERY, params, window=(start, end))
-    lines = tuple(RollupLine.from_record(record) for record in frame.to_dict("records"))
-    versions = runner.run(VERSIONS_QUERY, params, window=(start, end))
-    names = tuple(sorted({to_text(v) for v in versions["RateCardVersion"].tolist() if to_text(v)}))
+    records = runner.records(ROLLUP_QUERY, params, window=(start, end))
+    lines = tuple(RollupLine.from_record(record) for record in records)
+    versions = runner.records(VERSIONS_QUERY, params, window=(start, end))
+    names = tuple(sorted({to_text(r["RateCardVersion"]) for r in versions if to_text(r["RateCardVersion"])}))
     log.info("rollup %s: %d result rows, rate cards %s", month, len(lines), ", ".join(names) or "-")
     return Rollup(month, start, end, lines, names)
 

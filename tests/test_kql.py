@@ -145,3 +145,188 @@ def test_rollup_through_the_real_logs_query_client_against_the_local_server(octo
     # Float sums may differ in the last bit; the statements (exact quantity x price) are identical.
     ptu = DeploymentMap.load(october_store.config["deployments"]).ptu_deployments()
     assert build_statement(remote, {}, ptu).focus == build_statement(local, {}, ptu).focus
+
+
+# ------------------------------------------------------------------------------------------------
+# The Deduplicate switch: off only where the table's primary key already makes RequestIds unique
+
+MONTH = {"MonthStart": START, "MonthEnd": END}
+SPEND = {"MonthStart": START, "AsOf": datetime(2026, 10, 20, tzinfo=UTC)}
+
+
+def test_parameter_defaults_fill_missing_values() -> None:
+    """``Name:bool = true`` in the header is bound when no value is given; a given value wins."""
+    text = "// Parameters: A:datetime, Deduplicate:bool = true, N:long = 3\nT"
+    assert declared_parameters(text) == {"A": "datetime", "Deduplicate": "bool", "N": "long"}
+    bound = bind(text, {"A": START})
+    assert "let Deduplicate = true;\nlet N = long(3);" in bound
+    assert "let Deduplicate = false;" in bind(text, {"A": START, "Deduplicate": False})
+    with pytest.raises(ConfigError, match="default"):
+        declared_parameters("// Parameters: S:string = x\nT")
+
+
+def test_the_deduplicated_queries_default_to_deduplicate() -> None:
+    """The rollup and month-to-date queries declare the switch with default true."""
+    for name in ("monthly_rollup", "month_to_date_spend"):
+        text = load_query(name)
+        assert declared_parameters(text)["Deduplicate"] == "bool"
+        assert "let Deduplicate = true;" in bind(text, params_for(text) | {"Deduplicate": True})
+        assert "let Deduplicate = true;" in bind(
+            text, {k: v for k, v in params_for(text).items() if k != "Deduplicate"}
+        )
+
+
+def test_the_local_runner_reads_the_key_from_the_catalog(october_store: Any) -> None:
+    """The store's table has RequestId as primary key; a copy without it, or another key, has not."""
+    import duckdb
+
+    assert LocalKqlRunner(october_store.connection).unique_request_ids()
+    assert not LocalKqlRunner(monthdata.duplicated_copy(october_store)).unique_request_ids()
+    other = duckdb.connect()
+    other.execute(
+        'CREATE TABLE "AOAIChargeback_CL" ("RequestId" VARCHAR, "X" INT, PRIMARY KEY ("RequestId", "X"))'
+    )
+    assert not LocalKqlRunner(other).unique_request_ids()
+    view = duckdb.connect()
+    view.execute('CREATE TABLE t ("RequestId" VARCHAR PRIMARY KEY)')
+    view.execute('CREATE VIEW "AOAIChargeback_CL" AS SELECT * FROM t')
+    assert not LocalKqlRunner(view).unique_request_ids()
+
+
+def _frames_equal(left: Any, right: Any) -> None:
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(left.reset_index(drop=True), right.reset_index(drop=True), rtol=1e-12)
+
+
+@pytest.mark.parametrize(("name", "params"), [("monthly_rollup", MONTH), ("month_to_date_spend", SPEND)])
+def test_on_the_keyed_store_the_undeduplicated_run_equals_the_deduplicated(
+    name: str, params: dict[str, Any], october_store: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The local store cannot hold a RequestId twice, so skipping the dedupe changes no number."""
+    runner = LocalKqlRunner(october_store.connection)
+    with caplog.at_level("DEBUG", logger="chargeback.kqlrun"):
+        skipped = runner.run(name, params)
+    assert f"KQL query {name}: Deduplicate=False" in caplog.text
+    deduped = runner.run(name, params | {"Deduplicate": True})
+    assert len(skipped) > 3
+    _frames_equal(skipped, deduped)
+    # And both equal the query run on an unkeyed copy of the same rows (where it must dedupe).
+    copy = monthdata.duplicated_copy(october_store)
+    copy.execute("""DELETE FROM "AOAIChargeback_CL" WHERE rowid NOT IN
+                    (SELECT min(rowid) FROM "AOAIChargeback_CL" GROUP BY "RequestId")""")
+    _frames_equal(skipped, LocalKqlRunner(copy).run(name, params))
+
+
+def test_without_the_key_the_local_runner_deduplicates_and_refuses_to_skip(october_store: Any) -> None:
+    """On a table that may hold redeliveries the dedupe stays on; asking to skip it is an error."""
+    connection = monthdata.duplicated_copy(october_store)
+    runner = LocalKqlRunner(connection)
+    frame = runner.run("monthly_rollup", MONTH)
+    distinct = connection.execute(
+        """SELECT count(DISTINCT "RequestId") FROM "AOAIChargeback_CL"
+           WHERE "TimeGenerated" >= TIMESTAMP '2026-10-01' AND "TimeGenerated" < TIMESTAMP '2026-11-01'"""
+    ).fetchone()[0]
+    assert frame.Requests.sum() == distinct
+    with pytest.raises(ConfigError, match="Deduplicate=false"):
+        runner.run("monthly_rollup", MONTH | {"Deduplicate": False})
+
+
+def _plan_operators(connection: Any, query: str) -> list[str]:
+    import json
+
+    import duckdb_kql
+
+    from chargeback.schema import USAGE_TABLE, table_columns
+
+    sql = duckdb_kql.to_sql(query, schema={USAGE_TABLE: [c.name for c in table_columns(USAGE_TABLE)]})
+    cursor = connection.cursor()
+    cursor.execute("SET TimeZone = 'UTC'")
+    plans = json.loads(cursor.execute("EXPLAIN (FORMAT json) " + sql).fetchall()[0][1])
+    cursor.close()
+
+    def names(node: dict[str, Any]) -> list[str]:
+        return [str(node["name"]), *(name for child in node.get("children", []) for name in names(child))]
+
+    return [name for plan in plans for name in names(plan)]
+
+
+@pytest.mark.parametrize(("name", "params"), [("monthly_rollup", MONTH), ("month_to_date_spend", SPEND)])
+def test_the_disabled_dedupe_is_folded_away(name: str, params: dict[str, Any], october_store: Any) -> None:
+    """Deduplicate = false leaves one scan of the table and no join: the dedupe legs plan as empty."""
+    text = load_query(name)
+    off = _plan_operators(october_store.connection, bind(text, params | {"Deduplicate": False}))
+    on = _plan_operators(october_store.connection, bind(text, params | {"Deduplicate": True}))
+    scans = {"SEQ_SCAN", "TABLE_SCAN"}
+    assert sum(operator in scans for operator in off) == 1, off
+    assert not any("JOIN" in operator for operator in off), off
+    assert on.count("HASH_JOIN") == 2, on
+    assert sum(operator in scans for operator in on) >= 2, on
+
+
+class _RecordingClient:
+    """A LogsQueryClient stand-in that records the query and answers one empty table."""
+
+    def __init__(self) -> None:
+        self.queries: list[str] = []
+
+    def query_workspace(self, workspace_id: str, query: str, **kwargs: Any) -> Any:
+        from types import SimpleNamespace
+
+        from azure.monitor.query import LogsQueryStatus
+
+        self.queries.append(query)
+        return SimpleNamespace(
+            status=LogsQueryStatus.SUCCESS, tables=[SimpleNamespace(columns=["A"], rows=[])]
+        )
+
+
+def test_the_log_analytics_runner_always_deduplicates() -> None:
+    """Log Analytics keeps every delivery: the runner binds Deduplicate = true and refuses false."""
+    from chargeback.kqlrun import LogAnalyticsKqlRunner
+
+    client = _RecordingClient()
+    runner = LogAnalyticsKqlRunner(client, "workspace-1")
+    runner.run("monthly_rollup", MONTH, window=(START, END))
+    runner.run("month_to_date_spend", SPEND | {"Deduplicate": True}, window=(START, END))
+    assert all("let Deduplicate = true;" in query for query in client.queries)
+    with pytest.raises(ConfigError, match="Log Analytics does not deduplicate"):
+        runner.run("monthly_rollup", MONTH | {"Deduplicate": False}, window=(START, END))
+    assert len(client.queries) == 2
+
+
+def test_the_local_log_analytics_server_path_deduplicates_redeliveries(october_store: Any) -> None:
+    """Rows appended twice to the local Log Analytics server (no key, like Log Analytics) count once."""
+    from azure.monitor.query import LogsQueryClient
+
+    from chargeback.azure_clients import LocalStandInCredential
+    from chargeback.kqlrun import LogAnalyticsKqlRunner
+    from chargeback.localserver import LocalLogAnalytics
+
+    local = LocalKqlRunner(october_store.connection)
+    expected = local.run("monthly_rollup", MONTH)
+    frame = october_store.connection.execute('SELECT * FROM "AOAIChargeback_CL"').df()
+    with LocalLogAnalytics() as server:
+        with server.lock:
+            cursor = server.connection.cursor()
+            cursor.register("seed", frame)
+            cursor.execute('INSERT INTO "AOAIChargeback_CL" SELECT * FROM seed')
+            # Redeliveries of a third of the calls, each copy stamped a second later.
+            cursor.execute(
+                """INSERT INTO "AOAIChargeback_CL" SELECT * REPLACE ("TimeGenerated" + INTERVAL 1 SECOND AS
+                   "TimeGenerated") FROM seed WHERE RIGHT("RequestId", 1) IN ('1', '4', '7')"""
+            )
+            row = cursor.execute(
+                'SELECT count(*), count(DISTINCT "RequestId") FROM "AOAIChargeback_CL"'
+            ).fetchone()
+            assert row is not None
+            total, distinct = row
+            cursor.close()
+        assert total > distinct
+        client = LogsQueryClient(LocalStandInCredential(), endpoint=server.endpoint)
+        remote = LogAnalyticsKqlRunner(client, "workspace-1", enforce_https=False).run(
+            "monthly_rollup", MONTH, window=(START, END)
+        )
+    assert remote.Requests.sum() == expected.Requests.sum() == distinct
+    assert remote.PromptTokens.sum() == expected.PromptTokens.sum()
+    assert remote.CompletionTokens.sum() == expected.CompletionTokens.sum()

@@ -140,3 +140,27 @@ def test_month_window_validates_the_month() -> None:
     assert (start.day, end.month, (end - start).days) == (1, 3, 29)
     with pytest.raises(ConfigError):
         month_window("2024-13")
+
+
+class _AlwaysDeduplicate(LocalKqlRunner):
+    """The local runner with the RequestId dedupe forced on, as Log Analytics runs it."""
+
+    def run(self, name: str, params: Any, *, window: Any = None) -> Any:
+        return super().run(name, {**params, "Deduplicate": True}, window=window)
+
+    def records(self, name: str, params: Any, *, window: Any = None) -> list[dict[str, Any]]:
+        return super().records(name, {**params, "Deduplicate": True}, window=window)
+
+
+def test_the_keyed_store_rollup_skips_the_dedupe_and_equals_the_deduplicated_one(october_store: Any) -> None:
+    """On the store (RequestId primary key) the rollup runs without the dedupe; every line is the same."""
+    from chargeback.exports import build_statement
+
+    runner = LocalKqlRunner(october_store.connection)
+    assert runner.unique_request_ids()
+    skipped = run_rollup(runner, "2026-10")
+    deduped = run_rollup(_AlwaysDeduplicate(october_store.connection), "2026-10")
+    assert skipped.lines == deduped.lines
+    assert skipped.rate_card_versions == deduped.rate_card_versions
+    ptu = DeploymentMap.load(october_store.config["deployments"]).ptu_deployments()
+    assert build_statement(skipped, {}, ptu).focus == build_statement(deduped, {}, ptu).focus
