@@ -8,7 +8,16 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chargeback.sse import SseEvent, find_usage, iter_events, looks_like_sse, parse_stream
+from chargeback.sse import (
+    SseEvent,
+    StreamContent,
+    _parse_events,
+    _parse_repeating,
+    find_usage,
+    iter_events,
+    looks_like_sse,
+    parse_stream,
+)
 
 
 def sse(*payloads: Any, done: bool = True, eol: str = "\n") -> str:
@@ -282,3 +291,193 @@ def test_parse_stream_never_raises(body: str) -> None:
     """Any text at all parses to a StreamContent without raising."""
     content = parse_stream(body)
     assert isinstance(content.texts(), list)
+
+
+# --- The fast path for regular streams (sse._parse_repeating) -------------------------------------
+
+AZURE_FILTERS = {
+    "hate": {"filtered": False, "severity": "safe"},
+    "protected_material_code": {"filtered": False, "detected": False, "citation": {"URL": "", "license": ""}},
+    "self_harm": {"filtered": False, "severity": "safe"},
+}
+
+
+def azure_chunk(index: int = 0, finish: str | None = None, **delta: Any) -> dict[str, Any]:
+    """A chunk as Azure OpenAI sends it: keys sorted, content filter results on every choice."""
+    choice = {
+        "content_filter_results": AZURE_FILTERS,
+        "delta": delta,
+        "finish_reason": finish,
+        "index": index,
+        "logprobs": None,
+    }
+    return {
+        "choices": [choice],
+        "created": 1760000000,
+        "id": "chatcmpl-abc",
+        "model": "gpt-4o-2024-11-20",
+        "object": "chat.completion.chunk",
+        "system_fingerprint": "fp_1",
+    }
+
+
+AZURE_PROMPT_FILTERS = {
+    "choices": [],
+    "created": 0,
+    "id": "",
+    "model": "",
+    "object": "",
+    "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": AZURE_FILTERS}],
+}
+
+
+def assert_same(fast: StreamContent | None, body: str) -> None:
+    """The fast path's result, when it gives one, is exactly the full parser's."""
+    full = _parse_events(body)
+    if fast is not None:
+        assert fast == full
+        assert list(fast.parts.items()) == list(full.parts.items())
+    whole = parse_stream(body)
+    assert whole == full
+    assert list(whole.parts.items()) == list(full.parts.items())
+
+
+def test_fast_path_reads_an_azure_stream() -> None:
+    """Prompt filters, a role chunk with empty content, tokens, a finish chunk: the fast path applies."""
+    words = ["Hello", " wor", "ld", ' "quoted"', " caf\u00e9 \U0001f680", "\\n", "", " end."] * 3
+    body = sse(
+        AZURE_PROMPT_FILTERS,
+        azure_chunk(role="assistant", content="", refusal=None),
+        *(azure_chunk(content=word) for word in words),
+        azure_chunk(finish="stop"),
+    )
+    fast = _parse_repeating(body)
+    assert fast is not None
+    assert fast.texts() == ["".join(words)]
+    assert fast.model == "gpt-4o-2024-11-20"
+    assert fast.payloads == len(words) + 3
+    assert fast.done
+    assert_same(fast, body)
+
+
+def test_fast_path_with_compact_json_and_crlf() -> None:
+    """Compact separators, ``data:`` without a space and CRLF line breaks."""
+    payloads = [json.dumps(chunk(content=f"w{i} "), separators=(",", ":")) for i in range(12)]
+    body = "".join(f"data:{p}\r\n\r\n" for p in payloads) + "data:[DONE]\r\n\r\n"
+    fast = _parse_repeating(body)
+    assert fast is not None
+    assert fast.texts() == ["".join(f"w{i} " for i in range(12))]
+    assert_same(fast, body)
+
+
+def test_fast_path_declines_irregular_streams() -> None:
+    """Tool calls, a second choice, usage, damage in the middle or too few chunks: the full parser."""
+    tokens = [chunk(content=f"t{i}") for i in range(10)]
+    irregular = [
+        sse(*tokens[:5], chunk(tool_calls=[{"index": 0, "function": {"arguments": "{}"}}]), *tokens[5:]),
+        sse(*tokens[:5], chunk(1, content="other"), *tokens[5:]),
+        sse(*tokens[:5], '{"choices": [', *tokens[5:]),
+        sse(*tokens[:5], {"choices": [], "usage": {"prompt_tokens": 1}}, *tokens[5:]),
+        sse(*tokens[:3]),
+    ]
+    for body in irregular:
+        assert _parse_repeating(body) is None
+        assert_same(None, body)
+
+
+def test_fast_path_content_outside_a_delta_is_not_taken_for_text() -> None:
+    """A ``content`` member that is not a delta's (a message, a filter) never counts as a delta."""
+    message = {"choices": [{"index": 0, "message": {"content": "x"}}]}
+    body = sse(*([message] * 10))
+    assert _parse_repeating(body, minimum=4) is None
+    assert parse_stream(body).texts() == []
+
+
+_TEXTS = st.text(max_size=6) | st.sampled_from(
+    ["", '"', "\\", "\u0000", "\\u0000", "\n", "\ud800", "\U0001f680"]
+)
+
+
+def _shape(draw: st.DrawFn) -> Any:
+    """A function text -> chunk line (a JSON text or raw text) for the repeated chunks."""
+    compact = draw(st.booleans())
+    ascii_only = draw(st.booleans())
+
+    def dumps(value: Any) -> str:
+        return json.dumps(value, ensure_ascii=ascii_only, separators=(",", ":") if compact else None)
+
+    index = draw(st.sampled_from([0, 1, -1, "1", None]))
+    kind = draw(
+        st.sampled_from(["chat", "azure", "message", "two-choices", "duplicate", "refusal", "tool", "text"])
+    )
+    if kind == "chat":
+        return lambda text: dumps(chunk(index, content=text))  # type: ignore[arg-type]
+    if kind == "azure":
+        return lambda text: dumps(azure_chunk(index, content=text))  # type: ignore[arg-type]
+    if kind == "message":
+        return lambda text: dumps({"choices": [{"index": index, "message": {"content": text}}]})
+    if kind == "two-choices":
+        return lambda text: dumps(
+            {"choices": [{"index": 0, "delta": {"content": text}}, {"index": 1, "delta": {"content": text}}]}
+        )
+    if kind == "duplicate":
+        first, last = ("content", "other") if draw(st.booleans()) else ("other", "content")
+        return lambda text: (
+            '{"choices": [{"index": 0, "delta": {"'
+            + first
+            + '": '
+            + dumps(text)
+            + ', "'
+            + last
+            + '": "x"}}]}'
+        )
+    if kind == "refusal":
+        return lambda text: dumps(chunk(index, refusal=text, content=None))  # type: ignore[arg-type]
+    if kind == "tool":
+        return lambda text: dumps(chunk(index, tool_calls=[{"function": {"arguments": text}}]))  # type: ignore[arg-type]
+    return lambda text: dumps({"choices": [{"index": index, "text": text, "delta": {"content": text}}]})
+
+
+_ODD_LINES = [
+    json.dumps(AZURE_PROMPT_FILTERS),
+    json.dumps(chunk(role="assistant", content="")),
+    json.dumps(chunk(content="other", role="assistant")),
+    json.dumps(chunk(1, content="second")),
+    json.dumps(chunk(tool_calls=[{"index": 0, "function": {"name": "f", "arguments": "{}"}}])),
+    json.dumps({"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 2}}),
+    json.dumps({"type": "response.output_text.delta", "delta": "r"}),
+    json.dumps({**chunk(content="m"), "model": "gpt-4.1"}),
+    json.dumps(chunk(finish_reason="stop")),
+    '{"choices": [',
+    "42",
+    "[DONE]",
+    "",
+]
+
+
+@st.composite
+def regular_streams(draw: st.DrawFn) -> str:
+    """Streams of mostly alike chunks, with odd lines, separators and endings around and among them."""
+    shape = _shape(draw)
+    lines = [f"data: {shape(text)}" for text in draw(st.lists(_TEXTS, min_size=4, max_size=14))]
+    odd = st.sampled_from(_ODD_LINES).map(lambda value: f"data: {value}") | st.sampled_from(
+        [": keep-alive", "event: response.created", "id: 7", "data:", "data:[DONE]"]
+    )
+    for _ in range(draw(st.integers(0, 3))):
+        lines.insert(draw(st.integers(0, len(lines))), draw(odd))
+    if draw(st.booleans()):
+        lines = [line.replace("data: ", "data:", 1) for line in lines]
+    if draw(st.booleans()):
+        lines.append("data: [DONE]")
+    breaks = draw(st.sampled_from(["\n\n", "\r\n\r\n", "\r\r", "\n", "\n\n\n", "\r\n\n"]))
+    body = breaks.join(lines) + draw(st.sampled_from(["", breaks, "\n"]))
+    if draw(st.booleans()):
+        body = body[: draw(st.integers(0, len(body)))]  # cut anywhere
+    return body
+
+
+@settings(max_examples=1500, deadline=None)
+@given(regular_streams())
+def test_fast_path_matches_the_full_parser(body: str) -> None:
+    """On generated streams the fast path either declines or returns exactly the full parser's result."""
+    assert_same(_parse_repeating(body, minimum=4), body)
