@@ -144,3 +144,35 @@ def test_a_healthy_batch_never_touches_the_dead_letter(pricer):
         now=NOW,
     )
     assert summary.written == 1
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_garbage_collector_is_paused_per_batch_and_restored(pricer, tmp_path: Path, enabled: bool):
+    """The collector is off while a batch runs and back as it was afterwards, also when it raises."""
+    import gc
+
+    seen: list[bool] = []
+
+    class Writer:
+        def write(self, rows: Sequence[Row]) -> WriteResult:
+            seen.append(gc.isenabled())
+            return WriteResult(written=len(rows))
+
+    class Refusing:
+        def put(self, records: Sequence[DeadLetter]) -> None:
+            raise SinkUnavailable("down")
+
+    was = gc.isenabled()
+    try:
+        gc.enable() if enabled else gc.disable()
+        dead = LocalDeadLetterStore(tmp_path)
+        ingest_batch(
+            messages(to_body(make_event())), pricer=pricer, writer=Writer(), deadletter=dead, now=NOW
+        )
+        assert seen == [False]
+        assert gc.isenabled() is enabled
+        with pytest.raises(SinkError):
+            ingest_batch(messages(b"{bad"), pricer=pricer, writer=Writer(), deadletter=Refusing(), now=NOW)
+        assert gc.isenabled() is enabled
+    finally:
+        gc.enable() if was else gc.disable()
