@@ -49,9 +49,9 @@ class Message:
     source: Source
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Charge:
-    """A message that became a usage row."""
+    """A message that became a usage row (treat as immutable; not frozen, one is built per event)."""
 
     message: Message
     row: Row

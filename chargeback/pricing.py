@@ -58,9 +58,12 @@ class PricingStatus(StrEnum):
     UNPRICED = "unpriced"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Price:
-    """The priced side of a usage row. Costs are None only when status is UNPRICED."""
+    """The priced side of a usage row. Costs are None only when status is UNPRICED.
+
+    Treat it as immutable; it is not ``frozen`` because one is built per event (0.9 -> 0.3 us).
+    """
 
     model: str
     model_version: str

@@ -60,9 +60,14 @@ class ReportedUsage:
     reasoning_tokens: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Event:
-    """A validated v1 event. Optional strings are ``""`` when absent, never ``None``."""
+    """A validated v1 event. Optional strings are ``""`` when absent, never ``None``.
+
+    Treat it as immutable. It is not ``frozen`` only because one is built per event on the hot
+    path, and a frozen dataclass sets each of the 22 fields through ``object.__setattr__``:
+    2.0 us per event against 0.5 us.
+    """
 
     request_id: str
     timestamp: datetime
