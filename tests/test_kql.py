@@ -330,3 +330,17 @@ def test_the_local_log_analytics_server_path_deduplicates_redeliveries(october_s
     assert remote.Requests.sum() == expected.Requests.sum() == distinct
     assert remote.PromptTokens.sum() == expected.PromptTokens.sum()
     assert remote.CompletionTokens.sum() == expected.CompletionTokens.sum()
+
+
+def test_the_rollup_rounds_unit_prices_as_round_to_six_digits() -> None:
+    """``round(x * 1e6) / 1e6`` (cheap on DuckDB) is ``round(x, 6)`` for per-1M prices from costs."""
+    import duckdb
+
+    query = """range i from 1 to 200000 step 1
+        | extend Tokens = i % 7919 + 1, Price = (i % 4001) * 0.0125 + 0.001
+        | extend Cost = Tokens * Price / 1000000.0
+        | extend Read = Cost * 1000000.0 / Tokens
+        | where round(Read, 6) != round(Read * 1000000.0) / 1000000.0 or round(Read, 6) != round(Price, 6)
+        | count"""
+    frame = LocalKqlRunner(duckdb.connect()).run_text(query)
+    assert frame.iloc[0, 0] == 0
