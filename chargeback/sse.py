@@ -13,8 +13,9 @@ each part (a message's content, one tool call's arguments) as one text, not delt
 from __future__ import annotations
 
 import json
+import json.scanner
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -207,11 +208,16 @@ def _parse_repeating(body: str, minimum: int = FAST_PATH_MIN_DELTAS) -> StreamCo
     (index, part), pieces = next(iter(content.parts.items()))
     if part != "content" or pieces != list(_SENTINELS):
         return None
-    try:
-        texts = json.loads(f"[{','.join(parts[1::2])}]")
-    except (ValueError, RecursionError):  # pragma: no cover - each literal was matched as valid
-        return None
-    pieces = [text for text in texts if text]
+    literals = ",".join(parts[1::2])
+    if "\\" in literals:
+        try:
+            texts = json.loads(f"[{literals}]")
+        except (ValueError, RecursionError):  # pragma: no cover - each literal was matched as valid
+            return None
+    else:
+        # No escapes, hence no quote inside a literal: the text between the quotes is the value.
+        texts = literals[1:-1].split('","')
+    pieces = list(filter(None, texts))
     content.parts = {(index, part): pieces} if pieces else {}
     content.payloads += count - 4
     return content
@@ -233,10 +239,19 @@ def _read_data(content: StreamContent, data: str, event_name: str) -> None:
         content.damaged = True
 
 
+_SCAN: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")  # json.decoder.WHITESPACE
+
+
 def _load(data: str) -> dict[str, Any] | None:
+    """``json.loads(data)`` if it is an object, else None: the same steps without two Python frames."""
+    if data.startswith("\ufeff"):  # json.loads refuses a BOM in a str
+        return None
     try:
-        value = json.loads(data)
-    except (ValueError, RecursionError):
+        value, end = _SCAN(data, _JSON_SPACE.match(data).end())  # type: ignore[union-attr]
+    except (StopIteration, ValueError, RecursionError):
+        return None
+    if _JSON_SPACE.match(data, end).end() != len(data):  # type: ignore[union-attr]
         return None
     return value if isinstance(value, dict) else None
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from chargeback.sse import (
     SseEvent,
     StreamContent,
+    _load,
     _parse_events,
     _parse_repeating,
     find_usage,
@@ -481,3 +482,19 @@ def regular_streams(draw: st.DrawFn) -> str:
 def test_fast_path_matches_the_full_parser(body: str) -> None:
     """On generated streams the fast path either declines or returns exactly the full parser's result."""
     assert_same(_parse_repeating(body, minimum=4), body)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.sampled_from(
+        ['{"a": 1}', " {} ", "\ufeff{}", '{"a": 1} x', "{} {}", "[1]", "NaN", "", "\t{}\r\n", "{"]
+    )
+    | st.text(alphabet='{}[]":, \t\n1ax\ufeff\\', max_size=12)
+)
+def test_load_agrees_with_json_loads(data: str) -> None:
+    """The chunk reader's decoder is json.loads restricted to objects, BOM and trailing data included."""
+    try:
+        expected = json.loads(data)
+    except ValueError:
+        expected = None
+    assert _load(data) == (expected if isinstance(expected, dict) else None)
