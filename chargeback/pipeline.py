@@ -97,6 +97,15 @@ def tags_json(tags: dict[str, str]) -> str:
 
 def build_row(event: Event, usage: Usage, price: Price) -> Row:
     """The usage row of DESIGN's ``AOAIChargeback_CL``; costs stay Decimal until a writer writes them."""
+    # Hot path (one call per event): locals instead of the two properties.
+    prompt, completion = usage.prompt_tokens, usage.completion_tokens
+    input_cost, cached_cost, output_cost = price.input_cost, price.cached_input_cost, price.output_cost
+    total_cost = (
+        None
+        if input_cost is None or cached_cost is None or output_cost is None
+        else input_cost + cached_cost + output_cost
+    )
+    tags = event.tags
     return {
         "TimeGenerated": event.timestamp,
         "RequestId": event.request_id,
@@ -115,20 +124,20 @@ def build_row(event: Event, usage: Usage, price: Price) -> Row:
         "BackendId": event.backend_id,
         "StatusCode": event.status_code,
         "Streamed": event.stream,
-        "PromptTokens": usage.prompt_tokens,
+        "PromptTokens": prompt,
         "CachedTokens": usage.cached_tokens,
-        "CompletionTokens": usage.completion_tokens,
+        "CompletionTokens": completion,
         "ReasoningTokens": usage.reasoning_tokens,
-        "TotalTokens": usage.total_tokens,
+        "TotalTokens": prompt + completion,
         "UsageSource": _ENUM_TEXT.get(usage.source) or str(usage.source),
-        "InputCost": price.input_cost,
-        "CachedInputCost": price.cached_input_cost,
-        "OutputCost": price.output_cost,
-        "TotalCost": price.total_cost,
+        "InputCost": input_cost,
+        "CachedInputCost": cached_cost,
+        "OutputCost": output_cost,
+        "TotalCost": total_cost,
         "Currency": price.currency,
         "PricingStatus": _ENUM_TEXT.get(price.status) or str(price.status),
         "RateCardVersion": price.rate_card_version,
-        "Tags": tags_json(event.tags),
+        "Tags": tags_json(tags) if tags else "{}",
         "EventSchemaVersion": event.schema_version,
     }
 
