@@ -6,8 +6,9 @@ LiteLLM is installed only for this benchmark, in ``bench/.venv-litellm`` (create
 gitignored; never in the main .venv or requirements); its side runs there as a subprocess
 (``bench/_litellm_side.py``) with LiteLLM's packaged price map (no network).
 
-Both sides start from the message body: ours is ``process_message`` (parse, validate, resolve,
-price, row) with the shipped rate card and the demo's deployments map; theirs is ``json.loads``
+Both sides start from the message body: ours is ``process_batch`` over batches of the CLI's size,
+which is what ``ingest_batch`` runs (per message: parse, validate, resolve, price, row), with the
+shipped rate card and the demo's deployments map; theirs is ``json.loads``
 plus ``cost_per_token`` with the model named as LiteLLM's Azure catalog names it. Totals are
 compared per deployment on the rows both price. Goal: ours >= 10x theirs in events/s.
 """
@@ -39,8 +40,9 @@ def ensure_venv() -> None:
 
 def ours(lines: list[bytes]) -> tuple[float, float, dict[str, list[Decimal | int]]]:
     """Best times of body → priced row, and of the pricing step alone; totals per deployment."""
+    from chargeback.cli import DEFAULT_BATCH
     from chargeback.demo import write_config
-    from chargeback.pipeline import Charge, Message, Source, process_message
+    from chargeback.pipeline import Charge, Message, Source, process_batch
     from chargeback.pricing import Pricer
     from chargeback.schema import parse_event
     from chargeback.usage import resolve_usage
@@ -50,7 +52,10 @@ def ours(lines: list[bytes]) -> tuple[float, float, dict[str, list[Decimal | int
     messages = [Message(line, Source("file")) for line in lines]
 
     def run() -> list[Charge]:
-        return [o for o in (process_message(m, pricer) for m in messages) if isinstance(o, Charge)]
+        charges: list[Charge] = []
+        for start in range(0, len(messages), DEFAULT_BATCH):
+            charges += process_batch(messages[start : start + DEFAULT_BATCH], pricer).charges
+        return charges
 
     whole, charges = best_of(3, run)
     resolved = [(e, resolve_usage(e)) for e in (parse_event(line) for line in lines)]
@@ -88,7 +93,7 @@ def main() -> None:
 
     n = len(lines)
     print(f"litellm: {n:,} events (usage reported), best of {args.runs}; {machine()}")
-    print(f"  ours    body → priced row (process_message)  {whole:6.2f} s {n / whole:>10,.0f} events/s")
+    print(f"  ours    body → priced row (process_batch)    {whole:6.2f} s {n / whole:>10,.0f} events/s")
     print(
         f"  ours    Pricer.price alone                   {price_only:6.2f} s "
         f"{n / price_only:>10,.0f} events/s"

@@ -11,18 +11,15 @@ A redelivered batch is safe: RequestId dedupes rows, and dead-letter records hav
 
 from __future__ import annotations
 
-import gc
 import logging
-import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
 from chargeback.errors import Reason, SinkError
-from chargeback.pipeline import Charge, Message, process_batch
+from chargeback.pipeline import Charge, Message, collector_paused, process_batch
 from chargeback.pricing import Pricer
 from chargeback.sinks import DeadLetter, DeadLetterStore, FailedRow, UsageWriter, WriteResult
 
@@ -62,40 +59,6 @@ class IngestSummary:
     def accounted(self) -> bool:
         """True when every received message is in exactly one outcome."""
         return self.received == self.written + self.duplicates + self.dead_lettered
-
-
-class _CollectorPause:
-    """Pause Python's cyclic garbage collector while one batch (or several, in threads) runs.
-
-    A batch keeps tens of thousands of objects alive until it is written (messages, events,
-    rows, a DataFrame); each allocation burst promotes them and triggers full collections that
-    walk the whole heap (pandas, DuckDB, ...): ~4.5 us per event, 13 % of an ingest. Nothing here
-    builds reference cycles, so reference counting frees the batch anyway; the collector is
-    resumed (if it was on) when the last batch in progress ends, and catches up then.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._running = 0  # batches in progress in this process
-        self._resume = False  # whether the first of them found the collector enabled
-
-    @contextmanager
-    def __call__(self) -> Iterator[None]:
-        with self._lock:
-            if self._running == 0:
-                self._resume = gc.isenabled()
-                gc.disable()
-            self._running += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._running -= 1
-                if self._running == 0 and self._resume:
-                    gc.enable()
-
-
-_collector_paused = _CollectorPause()
 
 
 def _unique_by_request_id(charges: list[Charge]) -> tuple[list[Charge], int]:
@@ -159,7 +122,7 @@ def ingest_batch(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> IngestSummary:
     """Process, write and dead-letter one batch; raise SinkError only if something would be lost."""
-    with _collector_paused():
+    with collector_paused():
         return _ingest_batch(
             list(messages), pricer=pricer, writer=writer, deadletter=deadletter, now=now, clock=clock
         )

@@ -7,8 +7,11 @@ and dead-letter stores are the caller's (see ``chargeback.ingest``).
 
 from __future__ import annotations
 
+import gc
 import json
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -159,13 +162,49 @@ def process_message(message: Message, pricer: Pricer, now: datetime | None = Non
         return Rejection(message, Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", None, request_id)
 
 
+class _CollectorPause:
+    """Pause Python's cyclic garbage collector while one batch (or several, in threads) runs.
+
+    A batch keeps tens of thousands of objects alive until it is written (messages, events,
+    rows, a DataFrame); each allocation burst promotes them and triggers full collections that
+    walk the whole heap (pandas, DuckDB, ...): ~4.5 us per event, 13 % of an ingest. Nothing here
+    builds reference cycles, so reference counting frees the batch anyway; the collector is
+    resumed (if it was on) when the last batch in progress ends, and catches up then.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running = 0  # batches in progress in this process
+        self._resume = False  # whether the first of them found the collector enabled
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._lock:
+            if self._running == 0:
+                self._resume = gc.isenabled()
+                gc.disable()
+            self._running += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running -= 1
+                if self._running == 0 and self._resume:
+                    gc.enable()
+
+
+collector_paused = _CollectorPause()
+
+
 def process_batch(messages: Iterable[Message], pricer: Pricer, now: datetime | None = None) -> BatchResult:
     """Process a batch, one outcome per message in order (duplicates are the store's concern)."""
     result = BatchResult()
-    for message in messages:
-        outcome = process_message(message, pricer, now)
-        if isinstance(outcome, Charge):
-            result.charges.append(outcome)
-        else:
-            result.rejections.append(outcome)
+    charges, rejections = result.charges.append, result.rejections.append
+    with collector_paused():
+        for message in messages:
+            outcome = process_message(message, pricer, now)
+            if isinstance(outcome, Charge):
+                charges(outcome)
+            else:
+                rejections(outcome)
     return result
