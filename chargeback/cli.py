@@ -54,7 +54,7 @@ def read_messages(
         for number, line in enumerate(handle, start=1):
             consumed += len(line)
             body = line.rstrip(b"\r\n")
-            if not body.strip():
+            if not body or body.isspace():
                 continue
             batch.append(Message(body, Source("file", name, str(number))))
             if len(batch) >= batch_size or consumed >= max_bytes:

@@ -24,9 +24,13 @@ from chargeback.usage import Usage, UsageSource, resolve_usage
 Row = dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Source:
-    """Where a message came from, so a dead-letter can be traced and replayed."""
+    """Where a message came from, so a dead-letter can be traced and replayed.
+
+    Treat it (and ``Message``) as immutable; neither is ``frozen`` because one of each is built per
+    message read, and a frozen dataclass sets each field through ``object.__setattr__``.
+    """
 
     kind: str  # "eventhub", "file" or "replay"
     name: str = ""  # partition key or file path
@@ -44,7 +48,7 @@ class Source:
         return {key: value for key, value in values.items() if value}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Message:
     """One Event Hub message body as received, and where it came from."""
 
