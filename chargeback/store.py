@@ -22,6 +22,7 @@ from chargeback.sinks import FailedRow, WriteResult
 
 if TYPE_CHECKING:
     import duckdb
+    import numpy as np
 
 # Log Analytics column type -> DuckDB type. `dynamic` is kept as JSON text.
 DUCKDB_TYPES = {
@@ -50,21 +51,69 @@ def _utc_naive(value: datetime) -> datetime:
     return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
 
 
-def _column_values(columns: Sequence[Column], rows: Sequence[Row]) -> dict[str, list[Any]]:
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NAIVE_EPOCH = datetime(1970, 1, 1)
+_NAT = -(2**63)  # numpy's NaT as int64: DuckDB reads it as NULL
+_NAN = float("nan")  # DuckDB reads NaN in a numpy float column as NULL
+
+
+def _timestamps(values: Sequence[Any]) -> np.ndarray[Any, Any]:
+    """UTC wall time as ``datetime64[us]``: microseconds since the epoch, counted in integers.
+
+    Naive values are taken as UTC already (as ``_utc_naive`` does). numpy converting datetime
+    objects itself costs ~0.9 us each; this is ~0.25 us.
+    """
+    import numpy as np  # installed with pandas; imported lazily like it
+
+    micros: list[int] = []
+    append = micros.append
+    for value in values:
+        if value is None:
+            append(_NAT)
+            continue
+        delta = value - (_EPOCH if value.tzinfo is not None else _NAIVE_EPOCH)
+        append((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds)
+    return np.array(micros, dtype=np.int64).view("datetime64[us]")
+
+
+def _column_arrays(columns: Sequence[Column], rows: Sequence[Row]) -> dict[str, np.ndarray[Any, Any]]:
+    """The rows as one numpy array per column, which DuckDB scans without pandas in between.
+
+    Anything unexpected in a column (a value of another type) leaves it an object array, and
+    DuckDB decides: a value it cannot store fails the batch, as it did through pandas.
+    """
+    import numpy as np  # installed with pandas; imported lazily like it
+
     names = [column.name for column in columns]
     try:
         # One C-level pass: each row to a tuple in column order, then transposed by zip.
         transposed: list[Sequence[Any]] = list(zip(*map(itemgetter(*names), rows), strict=True))
     except (KeyError, TypeError):
         transposed = [[row.get(name) for row in rows] for name in names]  # rows missing a column
-    data: dict[str, list[Any]] = {}
+    count = len(rows)
+    data: dict[str, np.ndarray[Any, Any]] = {}
     for column, values in zip(columns, transposed, strict=True):
-        if column.type == "real":
-            data[column.name] = [float(v) if isinstance(v, Decimal) else v for v in values]
-        elif column.type == "dateTime":
-            data[column.name] = [_utc_naive(v) if isinstance(v, datetime) else v for v in values]
-        else:
-            data[column.name] = list(values)
+        array: np.ndarray[Any, Any] | None = None
+        try:
+            if column.type == "real":
+                array = np.array([_NAN if v is None else float(v) for v in values], dtype=np.float64)
+            elif column.type == "dateTime":
+                array = _timestamps(values)
+            elif column.type in {"int", "long", "boolean"}:
+                array = np.array(values)
+                if array.dtype.kind not in "iub":
+                    array = None  # a None or another type in the column
+        except (TypeError, ValueError, AttributeError, OverflowError):
+            array = None
+        if array is None:
+            if column.type == "dateTime":
+                objects = [_utc_naive(v) if isinstance(v, datetime) else v for v in values]
+            elif column.type == "real":
+                objects = [float(v) if isinstance(v, Decimal) else v for v in values]
+            else:
+                objects = list(values)
+            array = np.fromiter(objects, dtype=object, count=count)
+        data[column.name] = array
     return data
 
 
@@ -91,15 +140,14 @@ class DuckDBStore:
         if not rows:
             return WriteResult()
         import duckdb
-        import pandas as pd
 
         columns = table_columns(table)
-        frame = pd.DataFrame(_column_values(columns, rows), columns=[c.name for c in columns])
+        arrays = _column_arrays(columns, rows)
         names = ", ".join(f'"{c.name}"' for c in columns)
         key = PRIMARY_KEYS[table]
         try:
             with self._lock:
-                self.connection.register("incoming_rows", frame)
+                self.connection.register("incoming_rows", arrays)
                 try:
                     inserted = self.connection.execute(
                         f'INSERT INTO "{table}" ({names}) SELECT {names} FROM incoming_rows '

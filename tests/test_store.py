@@ -82,3 +82,39 @@ def test_database_error_returns_every_row_as_failed():
     assert result.written == 0
     assert [f.reason for f in result.failed] == [Reason.WRITE_FAILED, Reason.WRITE_FAILED]
     assert "DuckDB refused" in result.failed[0].detail
+
+
+def test_times_in_any_zone_naive_and_null_values_round_trip():
+    """Aware times of any zone are stored as UTC wall time, naive ones as given; None is NULL anywhere."""
+    from datetime import timedelta, timezone
+
+    plus2 = timezone(timedelta(hours=2))
+    rows = [row("utc"), row("plus2"), row("naive"), row("nulls")]
+    rows[1]["TimeGenerated"] = datetime(2026, 10, 20, 14, 0, 0, 123456, tzinfo=plus2)
+    rows[2]["TimeGenerated"] = datetime(2026, 10, 20, 12, 0)
+    rows[3].update(TimeGenerated=None, PromptTokens=None, Streamed=None, Model=None)
+    del rows[3]["Tags"]  # a row without a column: the column is NULL
+    with DuckDBStore() as store:
+        assert store.write(rows).written == 4
+        got = store.connection.execute(
+            "SELECT RequestId, TimeGenerated, PromptTokens, Streamed, Model, Tags, TotalCost "
+            'FROM "AOAIChargeback_CL" ORDER BY RequestId'
+        ).fetchall()
+    noon = datetime(2026, 10, 20, 12, 0)
+    assert got == [
+        ("naive", noon, 1000, False, "", '{"project": "alpha"}', 0.0125),
+        ("nulls", None, None, None, None, None, 0.0125),
+        ("plus2", noon.replace(microsecond=123456), 1000, False, "", '{"project": "alpha"}', 0.0125),
+        ("utc", noon, 1000, False, "", '{"project": "alpha"}', 0.0125),
+    ]
+
+
+def test_a_value_of_the_wrong_type_fails_the_batch_not_the_process():
+    """A cost that is not a number cannot be stored: every row comes back failed, none is lost."""
+    bad = row("bad")
+    bad["TotalCost"] = "lots"
+    with DuckDBStore() as store:
+        result = store.write([row("good"), bad])
+        assert result.written == 0
+        assert [f.reason for f in result.failed] == [Reason.WRITE_FAILED, Reason.WRITE_FAILED]
+        assert store.count() == 0
