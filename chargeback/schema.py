@@ -50,9 +50,12 @@ _OPTIONAL_STRINGS = (
 _OPTIONAL_BOOLS = ("stream", "truncated", "servedFromCache")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ReportedUsage:
-    """Token counts as the service reported them, normalised across API shapes."""
+    """Token counts as the service reported them, normalised across API shapes.
+
+    Treat it as immutable; not ``frozen`` because one is built per event (see ``Event``).
+    """
 
     prompt_tokens: int
     completion_tokens: int
@@ -160,17 +163,13 @@ def _fast_event(doc: dict[str, Any], now: datetime | None) -> Event | None:
         return None
     if timestamp < EARLIEST_TIMESTAMP or (now is not None and timestamp > now + MAX_CLOCK_SKEW):
         return None
-    strings: list[Any] = [get(name) for name in _OPTIONAL_STRINGS]
-    for index, value in enumerate(strings):
-        if value is None:
-            strings[index] = ""
-        elif type(value) is not str:
+    strings = [get(name) for name in _OPTIONAL_STRINGS]
+    for value in strings:
+        if value is not None and type(value) is not str:
             return None
-    flags: list[Any] = [get(name) for name in _OPTIONAL_BOOLS]
-    for index, value in enumerate(flags):
-        if value is None:
-            flags[index] = False
-        elif type(value) is not bool:
+    flags = [get(name) for name in _OPTIONAL_BOOLS]
+    for value in flags:
+        if value is not None and type(value) is not bool:
             return None
     raw_usage = get("usage")
     usage: ReportedUsage | None = None
@@ -187,27 +186,30 @@ def _fast_event(doc: dict[str, Any], now: datetime | None) -> Event | None:
             if type(tag) is not str or len(tag) > MAX_ID_LENGTH:
                 return None
         tags = dict(raw_tags)
+    # Each optional string is now None or a str, and each flag None or a bool: ``or ""`` and
+    # ``is True`` turn an absent one into the default without another type check.
     name, product, user, api, operation, model, api_version, region, backend, request, response = strings
+    stream, truncated, cached = flags
     return Event(
         request_id=request_id,
         timestamp=timestamp,
         subscription_id=subscription_id,
         deployment=deployment,
         status_code=status,
-        subscription_name=name,
-        product_id=product,
-        user_id=user,
-        api_id=api,
-        operation_id=operation,
-        model=model,
-        api_version=api_version,
-        region=region,
-        backend_id=backend,
-        request_body=request,
-        response_body=response,
-        stream=flags[0],
-        truncated=flags[1],
-        served_from_cache=flags[2],
+        subscription_name=name or "",
+        product_id=product or "",
+        user_id=user or "",
+        api_id=api or "",
+        operation_id=operation or "",
+        model=model or "",
+        api_version=api_version or "",
+        region=region or "",
+        backend_id=backend or "",
+        request_body=request or "",
+        response_body=response or "",
+        stream=stream is True,
+        truncated=truncated is True,
+        served_from_cache=cached is True,
         usage=usage,
         tags=tags,
     )
