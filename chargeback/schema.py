@@ -110,9 +110,13 @@ def decode_body(body: bytes | str) -> dict[str, Any]:
     if len(raw) > MAX_BODY_BYTES:
         raise RejectedEvent(Reason.BODY_TOO_LARGE, f"body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}")
     try:
-        text = raw.decode("utf-8-sig")
+        # "utf-8-sig" is a codec written in Python (~0.5 us a call); "utf-8" is C, and dropping a
+        # leading byte-order mark after it is what "utf-8-sig" does.
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise RejectedEvent(Reason.INVALID_ENCODING, f"body is not UTF-8: {exc.reason}") from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
     try:
         # json.loads(text) is _DECODER.decode(text) after a check for a (second) byte-order mark.
         value = _DECODER.decode(text) if not text.startswith("\ufeff") else json.loads(text)

@@ -116,3 +116,41 @@ def test_decode_keeps_the_json_loads_answer_for_a_second_byte_order_mark():
     """A body with two BOMs is invalid JSON, with json.loads' own message."""
     with pytest.raises(RejectedEvent, match="Unexpected UTF-8 BOM"):
         decode_body("\ufeff\ufeff{}".encode())
+
+
+def _utf8_sig_answer(raw: bytes) -> tuple[str, Any]:
+    """What decoding with the "utf-8-sig" codec, then json.loads, says about a body."""
+    import json
+
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        return "invalid-encoding", f"body is not UTF-8: {exc.reason}"
+    try:
+        return "ok", json.loads(text)
+    except ValueError as exc:
+        return "invalid-json", f"body is not JSON: {exc}"
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.sampled_from(
+            [b"\xef\xbb\xbf", b"\xef", b"\xbb", b"\xbf", b"\xff", b"{", b"}", b'"a"', b":", b"1", b" "]
+        ),
+        max_size=8,
+    )
+)
+def test_decode_reads_a_byte_order_mark_as_utf_8_sig_does(parts: list[bytes]):
+    """decode_body drops one leading BOM after a plain UTF-8 decode: the "utf-8-sig" answer."""
+    raw = b"".join(parts)
+    reason, expected = _utf8_sig_answer(raw)
+    try:
+        value: Any = decode_body(raw)
+        got: tuple[str, Any] = ("ok", value)
+    except RejectedEvent as exc:
+        got = (exc.reason.value, exc.detail)
+    if reason == "ok" and not isinstance(expected, dict):
+        assert got[0] == "not-an-object"
+    else:
+        assert got == (reason, expected)
