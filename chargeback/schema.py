@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -102,6 +103,8 @@ def _reject_constant(name: str) -> Any:
 
 # One decoder for the process: ``json.loads(text, parse_constant=...)`` builds a new one per call.
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+# Not in the stubs: the C scanner, (text, index) -> (value, end), StopIteration when no value.
+_SCAN: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
 
 
 def decode_body(body: bytes | str) -> dict[str, Any]:
@@ -118,8 +121,16 @@ def decode_body(body: bytes | str) -> dict[str, Any]:
     if text.startswith("\ufeff"):
         text = text[1:]
     try:
+        # The decoder's scanner reads one JSON value from position 0: a body that is exactly one
+        # value (the usual case) needs nothing more. Anything else (whitespace around it, trailing
+        # text, no value at all) goes through the whole decoder for its own answer and message;
         # json.loads(text) is _DECODER.decode(text) after a check for a (second) byte-order mark.
-        value = _DECODER.decode(text) if not text.startswith("\ufeff") else json.loads(text)
+        try:
+            value, end = _SCAN(text, 0)
+        except StopIteration:
+            end = -1
+        if end != len(text):
+            value = _DECODER.decode(text) if not text.startswith("\ufeff") else json.loads(text)
     except (ValueError, RecursionError) as exc:
         raise RejectedEvent(Reason.INVALID_JSON, f"body is not JSON: {exc}") from None
     if not isinstance(value, dict):

@@ -119,17 +119,29 @@ def test_decode_keeps_the_json_loads_answer_for_a_second_byte_order_mark():
 
 
 def _utf8_sig_answer(raw: bytes) -> tuple[str, Any]:
-    """What decoding with the "utf-8-sig" codec, then json.loads, says about a body."""
+    """What the "utf-8-sig" codec, then the whole JSON decoder (NaN refused), say about a body."""
     import json
+
+    def refuse(name: str) -> Any:
+        raise ValueError(f"{name} is not valid JSON")
 
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         return "invalid-encoding", f"body is not UTF-8: {exc.reason}"
     try:
-        return "ok", json.loads(text)
-    except ValueError as exc:
+        if text.startswith("\ufeff"):
+            return "ok", json.loads(text)
+        return "ok", json.JSONDecoder(parse_constant=refuse).decode(text)
+    except (ValueError, RecursionError) as exc:
         return "invalid-json", f"body is not JSON: {exc}"
+
+
+def _decode_answer(raw: bytes) -> tuple[str, Any]:
+    try:
+        return "ok", decode_body(raw)
+    except RejectedEvent as exc:
+        return exc.reason.value, exc.detail
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
@@ -145,11 +157,24 @@ def test_decode_reads_a_byte_order_mark_as_utf_8_sig_does(parts: list[bytes]):
     """decode_body drops one leading BOM after a plain UTF-8 decode: the "utf-8-sig" answer."""
     raw = b"".join(parts)
     reason, expected = _utf8_sig_answer(raw)
-    try:
-        value: Any = decode_body(raw)
-        got: tuple[str, Any] = ("ok", value)
-    except RejectedEvent as exc:
-        got = (exc.reason.value, exc.detail)
+    got = _decode_answer(raw)
+    if reason == "ok" and not isinstance(expected, dict):
+        assert got[0] == "not-an-object"
+    else:
+        assert got == (reason, expected)
+
+
+JSON_STRUCTURE = (" ", "\n", "{", "}", "[", "]", '"a"', ":", ",", "1", "-")
+JSON_PIECES = (*JSON_STRUCTURE, "NaN", "Infinity", "x", "null", "\ufeff")
+
+
+@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(JSON_PIECES), max_size=10))
+def test_decode_answers_as_the_whole_json_decoder(parts: list[str]):
+    """Whitespace, trailing text, NaN, no value: the same value or the same message as before."""
+    raw = "".join(parts).encode()
+    reason, expected = _utf8_sig_answer(raw)
+    got = _decode_answer(raw)
     if reason == "ok" and not isinstance(expected, dict):
         assert got[0] == "not-an-object"
     else:
