@@ -294,7 +294,7 @@ class LocalLogAnalytics(ThreadingHTTPServer):
         self.connection.execute("SET TimeZone='UTC'")
         for table in TABLES:
             self.connection.execute(create_table_sql(table))
-        self.catalog = str(self.connection.execute("SELECT current_database()").fetchone()[0])  # type: ignore[index]
+        self.catalog = str(self.connection.execute("SELECT current_database()").fetchall()[0][0])
         self.faults = faults or FaultPlan()
         self.max_body_bytes = max_body_bytes
         self.clamp_old_time_generated = clamp_old_time_generated

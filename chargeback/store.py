@@ -161,7 +161,9 @@ class DuckDBStore:
                     # the batch, fails it as a whole (nothing is kept) and the batch goes again
                     # with ON CONFLICT, which says which keys were new.
                     try:
-                        self.connection.execute(insert)
+                        # Consume every result: DuckDB 2 refuses further work on a connection that
+                        # still holds an unfinished one.
+                        self.connection.execute(insert).fetchall()
                         new_keys = set(arrays[key].tolist())
                     except duckdb.ConstraintException:
                         inserted = self.connection.execute(
@@ -178,8 +180,8 @@ class DuckDBStore:
     def count(self, table: str = USAGE_TABLE) -> int:
         """Number of rows in a table."""
         with self._lock:
-            result = self.connection.execute(f'SELECT count(*) FROM "{table}"').fetchone()
-        return int(result[0]) if result else 0
+            result = self.connection.execute(f'SELECT count(*) FROM "{table}"').fetchall()
+        return int(result[0][0]) if result else 0
 
     def close(self) -> None:
         """Close the database file."""

@@ -52,6 +52,18 @@ def test_second_delivery_of_a_request_id_adds_no_row():
         assert store.count() == 3
 
 
+def test_reading_between_writes_never_fails_the_next_write(tmp_path: Path):
+    """A count between writes leaves no open result, so a mixed batch is still split new/duplicate."""
+    with DuckDBStore(tmp_path / "s.duckdb") as store:
+        store.write([row("known")])
+        first = store.write([*(row(f"new-{i}") for i in range(500)), row("known")])
+        assert store.count() == 501
+        second = store.write([row(f"new-{i}") for i in range(490, 510)])
+        assert (first.written, first.duplicates, first.failed) == (500, 1, [])
+        assert (second.written, second.duplicates, second.failed) == (10, 10, [])
+        assert store.count() == 511
+
+
 def test_duplicates_inside_one_batch_are_stored_once():
     """Two rows with one RequestId in the same write are one row and one duplicate."""
     with DuckDBStore() as store:
