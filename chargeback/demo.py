@@ -323,23 +323,6 @@ def write_config(workdir: Path, month: str, base_card: Path) -> tuple[Path, Path
     return card, deployments
 
 
-def month_costs(connection: Any, month: str) -> list[tuple[Any, ...]]:
-    """Cost per subscription for the month, straight from the store (one row per RequestId)."""
-    start, end = month_bounds(month)
-    rows: list[tuple[Any, ...]] = connection.execute(
-        """
-            SELECT SubscriptionId, any_value(SubscriptionName), count(*) AS Requests,
-                   sum(TotalTokens) AS Tokens, sum(coalesce(TotalCost, 0)) AS Cost,
-                   count(*) FILTER (WHERE PricingStatus = 'unpriced') AS Unpriced, any_value(Currency)
-            FROM AOAIChargeback_CL
-            WHERE TimeGenerated >= ? AND TimeGenerated < ?
-            GROUP BY SubscriptionId ORDER BY Cost DESC
-            """,
-        [start.replace(tzinfo=None), end.replace(tzinfo=None)],
-    ).fetchall()
-    return rows
-
-
 def run(settings: Settings, console: Any, *, month: str | None, events: int, seed: int) -> int:
     """Generate, ingest and report a month; returns the exit code."""
     from chargeback.cli import ingest_files, print_summary

@@ -184,6 +184,35 @@ class Statement:
     source_query: str
 
 
+def _focus_common(cost: str, currency: str, budget: Budget | None, period: tuple[str, str]) -> dict[str, str]:
+    """The columns every FOCUS row shares; the four cost columns are one amount (list = billed)."""
+    return {
+        "BilledCost": cost,
+        "ContractedCost": cost,
+        "EffectiveCost": cost,
+        "ListCost": cost,
+        "BillingAccountId": BILLING_ACCOUNT_ID,
+        "BillingAccountName": BILLING_ACCOUNT_NAME,
+        "BillingAccountType": "Internal chargeback",
+        "BillingCurrency": currency,
+        "PricingCurrency": currency,
+        "BillingPeriodEnd": period[1],
+        "BillingPeriodStart": period[0],
+        "ChargePeriodEnd": period[1],
+        "ChargePeriodStart": period[0],
+        "ChargeCategory": "Usage",
+        "ChargeClass": "",
+        "InvoiceIssuerName": PROVIDER,
+        "ProviderName": PROVIDER,
+        "PublisherName": PROVIDER,
+        "ServiceCategory": SERVICE_CATEGORY,
+        "ServiceName": SERVICE_NAME,
+        "ServiceSubcategory": SERVICE_SUBCATEGORY,
+        "x_CostCenter": budget.cost_center if budget else "",
+        "x_Owner": budget.owner if budget else "",
+    }
+
+
 def _usage_row(
     rollup: Rollup, charge: MeterCharge, budget: Budget | None, period: tuple[str, str]
 ) -> dict[str, str]:
@@ -202,36 +231,16 @@ def _usage_row(
         )
     sku = f"{charge.model}/{charge.deployment_type}"
     return {
-        "BilledCost": cost,
-        "BillingAccountId": BILLING_ACCOUNT_ID,
-        "BillingAccountName": BILLING_ACCOUNT_NAME,
-        "BillingCurrency": charge.currency,
-        "BillingPeriodEnd": period[1],
-        "BillingPeriodStart": period[0],
-        "ChargeCategory": "Usage",
-        "ChargeClass": "",
+        **_focus_common(cost, charge.currency, budget, period),
         "ChargeDescription": description,
-        "ChargePeriodEnd": period[1],
-        "ChargePeriodStart": period[0],
-        "ContractedCost": cost,
-        "EffectiveCost": cost,
-        "InvoiceIssuerName": PROVIDER,
-        "ListCost": cost,
         "PricingQuantity": _fixed(charge.quantity, _Q12),
         "PricingUnit": TOKEN_UNIT,
-        "ProviderName": PROVIDER,
-        "PublisherName": PROVIDER,
-        "ServiceCategory": SERVICE_CATEGORY,
-        "ServiceName": SERVICE_NAME,
-        "BillingAccountType": "Internal chargeback",
         "ChargeFrequency": "Usage-Based",
         "ConsumedQuantity": str(charge.tokens),
         "ConsumedUnit": "Tokens",
         "ContractedUnitPrice": price,
         "ListUnitPrice": price,
         "PricingCategory": "Standard",
-        "PricingCurrency": charge.currency,
-        "ServiceSubcategory": SERVICE_SUBCATEGORY,
         "SkuId": sku,
         "SkuMeter": meter,
         "SkuPriceId": f"{sku}/{charge.meter}/{_price_text(charge.unit_price)}" if charge.unit_price else "",
@@ -244,8 +253,6 @@ def _usage_row(
         "x_PricingStatus": charge.pricing_status,
         "x_Requests": str(charge.requests),
         "x_Tokens": str(charge.tokens),
-        "x_CostCenter": budget.cost_center if budget else "",
-        "x_Owner": budget.owner if budget else "",
         "x_RequestsReported": str(charge.usage_sources.get("reported", 0)),
         "x_RequestsStreamUsage": str(charge.usage_sources.get("stream-usage", 0)),
         "x_RequestsRecounted": str(charge.usage_sources.get("recounted", 0)),
@@ -268,39 +275,19 @@ def _allocation_row(
     )
     sku = f"{deployment.model}/ptu"
     return {
-        "BilledCost": cost,
-        "BillingAccountId": BILLING_ACCOUNT_ID,
-        "BillingAccountName": BILLING_ACCOUNT_NAME,
-        "BillingCurrency": deployment.currency,
-        "BillingPeriodEnd": period[1],
-        "BillingPeriodStart": period[0],
-        "ChargeCategory": "Usage",
-        "ChargeClass": "",
+        **_focus_common(cost, deployment.currency, budget, period),
         "ChargeDescription": (
             f"Provisioned throughput {deployment.deployment} ({deployment.model}), "
             f"{_fixed(monthly, CENT)} {deployment.currency} per month, {who}"
         ),
-        "ChargePeriodEnd": period[1],
-        "ChargePeriodStart": period[0],
-        "ContractedCost": cost,
-        "EffectiveCost": cost,
-        "InvoiceIssuerName": PROVIDER,
-        "ListCost": cost,
         "PricingQuantity": _fixed(quantity, _Q12),
         "PricingUnit": PTU_UNIT,
-        "ProviderName": PROVIDER,
-        "PublisherName": PROVIDER,
-        "ServiceCategory": SERVICE_CATEGORY,
-        "ServiceName": SERVICE_NAME,
-        "BillingAccountType": "Internal chargeback",
         "ChargeFrequency": "Recurring",
         "ConsumedQuantity": _fixed(allocation.weighted_tokens, Decimal(1)),
         "ConsumedUnit": "Weighted Tokens",
         "ContractedUnitPrice": _fixed(monthly, _Q6),
         "ListUnitPrice": _fixed(monthly, _Q6),
         "PricingCategory": "Committed",
-        "PricingCurrency": deployment.currency,
-        "ServiceSubcategory": SERVICE_SUBCATEGORY,
         "SkuId": sku,
         "SkuMeter": "Provisioned Throughput",
         "SkuPriceId": f"{sku}/{deployment.deployment.lower()}/{_fixed(monthly, CENT)}",
@@ -313,8 +300,6 @@ def _allocation_row(
         "x_PricingStatus": "ptu",
         "x_Requests": "",
         "x_Tokens": "",
-        "x_CostCenter": budget.cost_center if budget else "",
-        "x_Owner": budget.owner if budget else "",
         "x_RequestsReported": "",
         "x_RequestsStreamUsage": "",
         "x_RequestsRecounted": "",
