@@ -1,7 +1,7 @@
 """Azure Functions entry point (Python v2 model): wiring only; the work is in ``chargeback``.
 
 ``on_usage_events`` receives batches of APIM usage events from Event Hub and hands them to
-``chargeback.runtime.handle_event_hub_batch``, which writes every event to the usage table or the
+``chargeback.wiring.handle_event_hub_batch``, which writes every event to the usage table or the
 dead-letter store. It raises only when neither could take an event; the retry policy then holds
 the Event Hub checkpoint, so the batch is delivered again instead of lost.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from chargeback import runtime
+from chargeback import wiring as runtime
 
 app = func.FunctionApp()
 

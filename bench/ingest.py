@@ -35,10 +35,10 @@ def bare_loop(path: Path) -> int:
 def pipeline(path: Path, workdir: Path, batch_size: int) -> int:
     """The CLI's ingest loop into a DuckDB file and a dead-letter folder."""
     from chargeback.cli import read_messages
-    from chargeback.deadletter import LocalDeadLetterStore
-    from chargeback.ingest import IngestSummary, ingest_batch
-    from chargeback.pricing import Pricer
-    from chargeback.store import DuckDBStore
+    from chargeback.core.pricing import Pricer
+    from chargeback.edges.deadletter import LocalDeadLetterStore
+    from chargeback.edges.store import DuckDBStore
+    from chargeback.jobs.ingest import IngestSummary, ingest_batch
 
     card, deployments = config_files()
     pricer = Pricer.from_files(card, deployments)

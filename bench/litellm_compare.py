@@ -41,11 +41,11 @@ def ensure_venv() -> None:
 def ours(lines: list[bytes]) -> tuple[float, float, dict[str, list[Decimal | int]]]:
     """Best times of body → priced row, and of the pricing step alone; totals per deployment."""
     from chargeback.cli import DEFAULT_BATCH
+    from chargeback.core.pipeline import Charge, Message, Source, process_batch
+    from chargeback.core.pricing import Pricer
+    from chargeback.core.schema import parse_event
+    from chargeback.core.usage import resolve_usage
     from chargeback.demo import write_config
-    from chargeback.pipeline import Charge, Message, Source, process_batch
-    from chargeback.pricing import Pricer
-    from chargeback.schema import parse_event
-    from chargeback.usage import resolve_usage
 
     _, deployments = write_config(data_dir(), "2026-10", SRC / "chargeback" / "config" / "rate_card.csv")
     pricer = Pricer.from_files(REPO / "chargeback" / "config" / "rate_card.csv", deployments)

@@ -3,7 +3,7 @@
     .venv/bin/python bench/loganalytics.py [--events 100000] [--batch-size 10000]
 
 Realistic rows (the demo month's traffic mix, usage reported, through ``process_batch``) go through
-``LogAnalyticsWriter`` on the real ``azure-monitor-ingestion`` client to ``chargeback.localserver``
+``LogAnalyticsWriter`` on the real ``azure-monitor-ingestion`` client to ``chargeback_dev.localserver``
 (the Logs Ingestion API over DuckDB, on loopback), one ``write`` per batch as the Function does.
 Goal: at most 4 calls per 10,000 rows (the DCR allows 12,000 requests per minute).
 """
@@ -26,11 +26,11 @@ def main() -> None:
 
     from azure.monitor.ingestion import LogsIngestionClient
 
-    from chargeback.azure_clients import LocalStandInCredential
-    from chargeback.localserver import LocalLogAnalytics
-    from chargeback.loganalytics import LogAnalyticsWriter
-    from chargeback.pipeline import Message, Source, process_batch
-    from chargeback.pricing import Pricer
+    from chargeback.core.pipeline import Message, Source, process_batch
+    from chargeback.core.pricing import Pricer
+    from chargeback.edges.azure_clients import LocalStandInCredential
+    from chargeback.edges.loganalytics import LogAnalyticsWriter
+    from chargeback_dev.localserver import LocalLogAnalytics
 
     path = events_file("reported", args.events)
     pricer = Pricer.from_files(*config_files())

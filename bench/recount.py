@@ -46,9 +46,9 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from chargeback.pipeline import Message, Source, process_batch
-    from chargeback.pricing import Pricer
-    from chargeback.tokens import encoding_for_model
+    from chargeback.core.pipeline import Message, Source, process_batch
+    from chargeback.core.pricing import Pricer
+    from chargeback.core.tokens import encoding_for_model
 
     path = events_file("recount", args.events)
     lines = path.read_bytes().splitlines()
@@ -101,9 +101,9 @@ def main() -> None:
 
 def sides(runs: int, lines: list[bytes], jobs: list[tuple[Callable[[str], list[int]], list[str]]]) -> None:
     """The two recount steps alone against bare encode of their own texts (no event decode, no row)."""
-    from chargeback.sse import parse_stream
-    from chargeback.tokens import count_texts
-    from chargeback.usage import _chat_prompt, _Tally, read_json
+    from chargeback.core.sse import parse_stream
+    from chargeback.core.tokens import count_texts
+    from chargeback.core.usage import _chat_prompt, _Tally, read_json
 
     events = [json.loads(line) for line in lines]
     encodings = [encode.__self__ for encode, _ in jobs]  # type: ignore[attr-defined]
@@ -147,9 +147,9 @@ def by_length(runs: int, length: int, count: int, pricer: Any) -> None:
 
     from _common import MONTH
 
+    from chargeback.core.pipeline import Message, Source, process_batch
+    from chargeback.core.tokens import encoding_for_model
     from chargeback.demo import BY_NAME, TEAMS, Generator
-    from chargeback.pipeline import Message, Source, process_batch
-    from chargeback.tokens import encoding_for_model
 
     gen = Generator(MONTH, length)
     rng = random.Random(length)

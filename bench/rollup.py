@@ -104,7 +104,7 @@ def store_file(rows: int) -> Path:
     """A store with ``rows`` generated rows, made once by DuckDB SQL."""
     import duckdb
 
-    from chargeback.store import DuckDBStore
+    from chargeback.edges.store import DuckDBStore
 
     path = data_dir() / f"rollup-{rows}.duckdb"
     if path.exists():

@@ -1,6 +1,6 @@
 """Command line: ``chargeback ingest``, ``chargeback demo`` (and ``python -m chargeback``).
 
-Only argument handling and printing live here; the work is the library's (``chargeback.ingest``,
+Only argument handling and printing live here; the work is the library's (``chargeback.jobs.ingest``,
 ``chargeback.demo``). Errors of the library become a one-line message and exit code 2.
 """
 
@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from chargeback import __version__
+from chargeback.core.pipeline import Message, Source
 from chargeback.errors import ChargebackError
-from chargeback.ingest import IngestSummary, ingest_batch
-from chargeback.pipeline import Message, Source
+from chargeback.jobs.ingest import IngestSummary, ingest_batch
 from chargeback.settings import Settings
 
 # Events per batch. Large batches matter for speed: DuckDB commits (WAL, index) once per batch, and
@@ -84,7 +84,7 @@ def ingest_files(
     """Ingest JSONL files with the same pipeline as the Function, showing progress on a terminal."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from chargeback.runtime import build_deadletter, build_pricer, build_writer
+    from chargeback.wiring import build_deadletter, build_pricer, build_writer
 
     pricer, writer, deadletter = build_pricer(settings), build_writer(settings), build_deadletter(settings)
     total = IngestSummary()
@@ -168,8 +168,8 @@ def cmd_demo(args: argparse.Namespace, console: Any) -> int:
 
 
 def cmd_replay(args: argparse.Namespace, console: Any) -> int:
-    """Replay dead-letters (the library's ``chargeback.replay``); prints what was replayed."""
-    from chargeback import replay
+    """Replay dead-letters (the library's ``chargeback.jobs.replay``); prints what was replayed."""
+    from chargeback.jobs import replay
 
     settings = _settings(args)
     if args.from_container:
@@ -180,7 +180,7 @@ def cmd_replay(args: argparse.Namespace, console: Any) -> int:
         )
     source: replay.ReplaySource
     if settings.deadletter_container:
-        from chargeback.blob import BlobDeadLetterStore
+        from chargeback.edges.blob import BlobDeadLetterStore
 
         source = BlobDeadLetterStore.from_settings(settings)
     else:
@@ -191,7 +191,7 @@ def cmd_replay(args: argparse.Namespace, console: Any) -> int:
         with producer:
             report = replay.replay_to_event_hub(source, producer, reasons=reasons, dry_run=args.dry_run)
     else:
-        from chargeback.runtime import build_pricer, build_writer
+        from chargeback.wiring import build_pricer, build_writer
 
         report = replay.replay_to_pipeline(
             source,
@@ -227,7 +227,7 @@ def print_statement(settings: Settings, publication: Any, console: Any) -> None:
 
     from rich.table import Table
 
-    from chargeback.exports import export_store, file_name
+    from chargeback.jobs.exports import export_store, file_name
 
     data = export_store(settings).read(file_name(publication.month, publication.version, "summary.csv"))
     rows = list(csv.DictReader(io.StringIO((data or b"").decode("utf-8"))))
@@ -268,7 +268,7 @@ def print_alerts(rows: Sequence[Any], console: Any) -> None:
 
 def cmd_rollup(args: argparse.Namespace, console: Any) -> int:
     """Monthly statement: KQL rollup, FOCUS + summary CSVs (a new version only if the data changed)."""
-    from chargeback.exports import run_statement
+    from chargeback.jobs.exports import run_statement
 
     settings = _settings(args)
     publication = run_statement(settings, args.month)
@@ -280,8 +280,8 @@ def cmd_budgets_check(args: argparse.Namespace, console: Any) -> int:
     """Budget check of a month (default: this one) as of now or --as-of; raises new alerts."""
     from datetime import UTC, datetime
 
-    from chargeback.alerts import run_budget_check
-    from chargeback.rollup import month_of
+    from chargeback.jobs.alerts import run_budget_check
+    from chargeback.jobs.rollup import month_of
 
     settings = _settings(args)
     now = datetime.fromisoformat(args.as_of.replace("Z", "+00:00")) if args.as_of else datetime.now(UTC)

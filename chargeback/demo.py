@@ -345,15 +345,15 @@ def run(settings: Settings, console: Any, *, month: str | None, events: int, see
     summary = ingest_files([path], settings, batch_size=2000, progress=console.is_terminal)
     print_summary(summary, console)
 
-    from chargeback.runtime import build_writer
-    from chargeback.store import DuckDBStore
+    from chargeback.edges.store import DuckDBStore
+    from chargeback.wiring import build_writer
 
     store = build_writer(settings)
     if not isinstance(store, DuckDBStore):
         return 0
-    from chargeback.alerts import run_budget_check
     from chargeback.cli import print_alerts, print_statement
-    from chargeback.exports import run_statement
+    from chargeback.jobs.alerts import run_budget_check
+    from chargeback.jobs.exports import run_statement
 
     # The daily budget timer, replayed over the month (06:00 UTC each day, then at the close):
     # forecast alerts fire early, actual ones when crossed, each only once.

@@ -85,7 +85,7 @@ def config_files(tmp_path: Path) -> tuple[Path, Path]:
 @pytest.fixture
 def pricer(config_files: tuple[Path, Path]) -> Any:
     """A Pricer over the small test rate card."""
-    from chargeback.pricing import Pricer
+    from chargeback.core.pricing import Pricer
 
     return Pricer.from_files(*config_files)
 
@@ -185,7 +185,7 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Any:
 @pytest.fixture
 def log_analytics(tmp_path: Path) -> Any:
     """A local Log Analytics stand-in (Logs Ingestion + query APIs) on a fresh DuckDB file."""
-    from chargeback.localserver import LocalLogAnalytics
+    from chargeback_dev.localserver import LocalLogAnalytics
 
     server = LocalLogAnalytics(tmp_path / "loganalytics.duckdb").start()
     yield server
@@ -196,8 +196,8 @@ def la_writer(server: Any, stream: str = "Custom-AOAIChargeback_CL", **options: 
     """A LogAnalyticsWriter on the real LogsIngestionClient, pointed at a local server; fast retries."""
     from azure.monitor.ingestion import LogsIngestionClient
 
-    from chargeback.azure_clients import LocalStandInCredential
-    from chargeback.loganalytics import LogAnalyticsWriter
+    from chargeback.edges.azure_clients import LocalStandInCredential
+    from chargeback.edges.loganalytics import LogAnalyticsWriter
 
     client = LogsIngestionClient(server.endpoint, LocalStandInCredential())
     options = {"backoff": 0.05, "max_backoff": 0.2, "timeout": 2.0, **options}
@@ -209,7 +209,7 @@ def october_store(tmp_path: Path) -> Any:
     """A DuckDB store with tests.monthdata's October 2026 usage, and its config files (``.config``)."""
     from datetime import UTC, datetime
 
-    from chargeback.store import DuckDBStore
+    from chargeback.edges.store import DuckDBStore
     from tests import monthdata
 
     config = monthdata.write_config(tmp_path / "config")

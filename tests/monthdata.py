@@ -92,10 +92,10 @@ def write_config(folder: Path) -> dict[str, Path]:
 
 def ingest(store: Any, config: dict[str, Path], events: list[dict[str, Any]], deadletter: Path) -> Any:
     """Run events through the real pipeline into ``store``."""
-    from chargeback.deadletter import LocalDeadLetterStore
-    from chargeback.ingest import ingest_batch
-    from chargeback.pipeline import Message, Source
-    from chargeback.pricing import Pricer
+    from chargeback.core.pipeline import Message, Source
+    from chargeback.core.pricing import Pricer
+    from chargeback.edges.deadletter import LocalDeadLetterStore
+    from chargeback.jobs.ingest import ingest_batch
 
     pricer = Pricer.from_files(config["rate_card"], config["deployments"])
     messages = [Message(to_body(event), Source("file", "test", str(n))) for n, event in enumerate(events)]
@@ -106,8 +106,8 @@ def duplicated_copy(store: Any) -> Any:
     """An in-memory DuckDB holding the store's usage rows plus redeliveries, like Log Analytics (no key)."""
     import duckdb
 
-    from chargeback.schema import ALERTS_TABLE
-    from chargeback.store import create_table_sql
+    from chargeback.core.schema import ALERTS_TABLE
+    from chargeback.edges.store import create_table_sql
 
     frame = store.connection.execute('SELECT * FROM "AOAIChargeback_CL"').df()
     connection = duckdb.connect()

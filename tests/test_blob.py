@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 import pytest
 from azure.storage.blob import BlobServiceClient, LinearRetry
 
-from chargeback.blob import BlobDeadLetterStore, ledger_name, sink_error
+from chargeback.core.pipeline import Message, Source
+from chargeback.edges.blob import BlobDeadLetterStore, ledger_name, sink_error
+from chargeback.edges.sinks import DeadLetter
 from chargeback.errors import Reason, SinkError, SinkUnavailable
-from chargeback.pipeline import Message, Source
 from chargeback.settings import Settings
-from chargeback.sinks import DeadLetter
 
 pytestmark = pytest.mark.azurite
 
@@ -85,7 +85,7 @@ def test_replay_ledger_round_trips_and_is_idempotent(azurite):
 
 def test_from_settings_and_runtime_use_the_container(azurite):
     """DEADLETTER_CONTAINER with Azurite's connection string builds a BlobDeadLetterStore."""
-    from chargeback.runtime import build_deadletter
+    from chargeback.wiring import build_deadletter
 
     container = f"dl-{uuid.uuid4().hex[:12]}"
     settings = Settings.from_env(
@@ -99,7 +99,7 @@ def test_from_settings_and_runtime_use_the_container(azurite):
 def test_a_container_without_storage_settings_is_a_config_error():
     """DEADLETTER_CONTAINER alone (no storage endpoint) is refused rather than silently ignored."""
     from chargeback.errors import ConfigError
-    from chargeback.runtime import build_deadletter
+    from chargeback.wiring import build_deadletter
 
     with pytest.raises(ConfigError, match="STORAGE_BLOB_ENDPOINT"):
         build_deadletter(Settings.from_env({"DEADLETTER_CONTAINER": "deadletter"}))

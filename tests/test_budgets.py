@@ -11,17 +11,17 @@ from typing import Any
 
 import pytest
 
-from chargeback.alerts import StoreAlertSink, WriterAlertSink, post_webhook, raise_alerts
-from chargeback.budgets import (
+from chargeback.core.pricing import DeploymentMap
+from chargeback.core.schema import ALERTS_TABLE
+from chargeback.edges.kqlrun import LocalKqlRunner
+from chargeback.errors import ConfigError
+from chargeback.jobs.alerts import StoreAlertSink, WriterAlertSink, post_webhook, raise_alerts
+from chargeback.jobs.budgets import (
     check_budgets,
     forecast_month_end,
     load_budgets,
     parse_budgets,
 )
-from chargeback.errors import ConfigError
-from chargeback.kqlrun import LocalKqlRunner
-from chargeback.pricing import DeploymentMap
-from chargeback.schema import ALERTS_TABLE
 from chargeback.settings import default_config_path
 
 START, END = datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC)
@@ -121,8 +121,8 @@ def test_alerts_fire_once_through_log_analytics(october_store: Any, log_analytic
     """In Azure (no primary key) the alerts already in the table are read by KQL and not sent again."""
     from azure.monitor.query import LogsQueryClient
 
-    from chargeback.azure_clients import LocalStandInCredential
-    from chargeback.kqlrun import LogAnalyticsKqlRunner
+    from chargeback.edges.azure_clients import LocalStandInCredential
+    from chargeback.edges.kqlrun import LogAnalyticsKqlRunner
     from tests.conftest import la_writer
 
     runner = LogAnalyticsKqlRunner(

@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from chargeback import runtime
+from chargeback import wiring as runtime
 from chargeback.cli import main, read_messages
 from tests.conftest import make_event, to_body
 

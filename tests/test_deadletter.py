@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from chargeback.deadletter import LocalDeadLetterStore
+from chargeback.core.pipeline import Message, Source
+from chargeback.edges.deadletter import LocalDeadLetterStore
+from chargeback.edges.sinks import DeadLetter
 from chargeback.errors import Reason, SinkError
-from chargeback.pipeline import Message, Source
-from chargeback.sinks import DeadLetter
 
 STAMP = datetime(2026, 10, 20, 12, 30, tzinfo=UTC)
 

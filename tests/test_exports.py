@@ -10,17 +10,17 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from chargeback.budgets import load_budgets
-from chargeback.exports import (
+from chargeback.core.pricing import DeploymentMap
+from chargeback.edges.kqlrun import LocalKqlRunner
+from chargeback.jobs.budgets import load_budgets
+from chargeback.jobs.exports import (
     FOCUS_MANDATORY,
     FolderExportStore,
     build_statement,
     due_month,
     publish,
 )
-from chargeback.kqlrun import LocalKqlRunner
-from chargeback.pricing import DeploymentMap
-from chargeback.rollup import run_rollup
+from chargeback.jobs.rollup import run_rollup
 from tests import monthdata
 
 SUMMARY_HEAD = (

@@ -20,14 +20,14 @@ from pathlib import Path
 import pytest
 from azure.storage.blob import BlobServiceClient, LinearRetry
 
-from chargeback.blob import BlobDeadLetterStore
+from chargeback.core.pipeline import Message, Row, Source
+from chargeback.edges.blob import BlobDeadLetterStore
+from chargeback.edges.sinks import FailedRow, WriteResult
+from chargeback.edges.store import DuckDBStore
 from chargeback.errors import Reason, SinkError
-from chargeback.ingest import ingest_batch
-from chargeback.localserver import Fault, FaultPlan
-from chargeback.pipeline import Message, Row, Source
-from chargeback.replay import replay_to_pipeline
-from chargeback.sinks import FailedRow, WriteResult
-from chargeback.store import DuckDBStore
+from chargeback.jobs.ingest import ingest_batch
+from chargeback.jobs.replay import replay_to_pipeline
+from chargeback_dev.localserver import Fault, FaultPlan
 from tests.conftest import Azurite, la_writer, make_event, to_body
 
 
@@ -145,7 +145,7 @@ def test_an_answer_after_the_timeout_can_double_a_row_and_the_requestid_dedupe_r
 
 
 def container_or_folder(tmp_path: Path):
-    from chargeback.deadletter import LocalDeadLetterStore
+    from chargeback.edges.deadletter import LocalDeadLetterStore
 
     return LocalDeadLetterStore(tmp_path / "dl")
 
@@ -233,7 +233,7 @@ def test_the_trigger_writes_to_log_analytics_and_dead_letters_to_blob(
     import azure.functions as func
 
     import function_app
-    from chargeback import runtime
+    from chargeback import wiring as runtime
 
     card, deployments = config_files
     container = f"dl-{uuid.uuid4().hex[:12]}"

@@ -13,9 +13,9 @@ import duckdb
 import pytest
 
 import function_app
-from chargeback import runtime
-from chargeback.deadletter import LocalDeadLetterStore
-from chargeback.tokens import encoding_for_model
+from chargeback import wiring as runtime
+from chargeback.core.tokens import encoding_for_model
+from chargeback.edges.deadletter import LocalDeadLetterStore
 from tests.conftest import make_event, to_body
 
 M = Decimal(1_000_000)

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from chargeback.schema import ALERTS_TABLE, USAGE_TABLE, table_columns
+from chargeback.core.schema import ALERTS_TABLE, USAGE_TABLE, table_columns
 from chargeback.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -298,7 +298,7 @@ def _duckdb_with_usage() -> Any:
     """DuckDB with both tables as Log Analytics holds them (duplicates allowed), and a few rows."""
     import duckdb_kql
 
-    from chargeback.store import DUCKDB_TYPES
+    from chargeback.edges.store import DUCKDB_TYPES
 
     con = duckdb_kql.connect()
     for table in (USAGE_TABLE, ALERTS_TABLE):

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from chargeback.deadletter import LocalDeadLetterStore
+from chargeback.core.pipeline import Message, Row, Source
+from chargeback.edges.deadletter import LocalDeadLetterStore
+from chargeback.edges.sinks import DeadLetter, FailedRow, WriteResult
+from chargeback.edges.store import DuckDBStore
 from chargeback.errors import Reason, SinkError, SinkUnavailable
-from chargeback.ingest import ingest_batch
-from chargeback.pipeline import Message, Row, Source
-from chargeback.sinks import DeadLetter, FailedRow, WriteResult
-from chargeback.store import DuckDBStore
+from chargeback.jobs.ingest import ingest_batch
 from tests.conftest import make_event, to_body
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)

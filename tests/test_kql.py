@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from chargeback.edges.kqlrun import LocalKqlRunner, bind, declared_parameters, load_query, query_files
 from chargeback.errors import ConfigError
-from chargeback.kqlrun import LocalKqlRunner, bind, declared_parameters, load_query, query_files
 from tests import monthdata
 
 START, END = datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC)
@@ -122,12 +122,12 @@ def test_rollup_through_the_real_logs_query_client_against_the_local_server(octo
     """The rollup run through LogsQueryClient on the local Log Analytics server equals the local run."""
     from azure.monitor.query import LogsQueryClient
 
-    from chargeback.azure_clients import LocalStandInCredential
-    from chargeback.exports import build_statement
-    from chargeback.kqlrun import LogAnalyticsKqlRunner
-    from chargeback.localserver import LocalLogAnalytics
-    from chargeback.pricing import DeploymentMap
-    from chargeback.rollup import run_rollup
+    from chargeback.core.pricing import DeploymentMap
+    from chargeback.edges.azure_clients import LocalStandInCredential
+    from chargeback.edges.kqlrun import LogAnalyticsKqlRunner
+    from chargeback.jobs.exports import build_statement
+    from chargeback.jobs.rollup import run_rollup
+    from chargeback_dev.localserver import LocalLogAnalytics
 
     local = run_rollup(LocalKqlRunner(october_store.connection), "2026-10")
     frame = october_store.connection.execute('SELECT * FROM "AOAIChargeback_CL"').df()
@@ -205,7 +205,7 @@ def test_on_the_keyed_store_the_undeduplicated_run_equals_the_deduplicated(
 ) -> None:
     """The local store cannot hold a RequestId twice, so skipping the dedupe changes no number."""
     runner = LocalKqlRunner(october_store.connection)
-    with caplog.at_level("DEBUG", logger="chargeback.kqlrun"):
+    with caplog.at_level("DEBUG", logger="chargeback.edges.kqlrun"):
         skipped = runner.run(name, params)
     assert f"KQL query {name}: Deduplicate=False" in caplog.text
     deduped = runner.run(name, params | {"Deduplicate": True})
@@ -237,7 +237,7 @@ def _plan_operators(connection: Any, query: str) -> list[str]:
 
     import duckdb_kql
 
-    from chargeback.schema import USAGE_TABLE, table_columns
+    from chargeback.core.schema import USAGE_TABLE, table_columns
 
     sql = duckdb_kql.to_sql(query, schema={USAGE_TABLE: [c.name for c in table_columns(USAGE_TABLE)]})
     cursor = connection.cursor()
@@ -283,7 +283,7 @@ class _RecordingClient:
 
 def test_the_log_analytics_runner_always_deduplicates() -> None:
     """Log Analytics keeps every delivery: the runner binds Deduplicate = true and refuses false."""
-    from chargeback.kqlrun import LogAnalyticsKqlRunner
+    from chargeback.edges.kqlrun import LogAnalyticsKqlRunner
 
     client = _RecordingClient()
     runner = LogAnalyticsKqlRunner(client, "workspace-1")
@@ -299,9 +299,9 @@ def test_the_local_log_analytics_server_path_deduplicates_redeliveries(october_s
     """Rows appended twice to the local Log Analytics server (no key, like Log Analytics) count once."""
     from azure.monitor.query import LogsQueryClient
 
-    from chargeback.azure_clients import LocalStandInCredential
-    from chargeback.kqlrun import LogAnalyticsKqlRunner
-    from chargeback.localserver import LocalLogAnalytics
+    from chargeback.edges.azure_clients import LocalStandInCredential
+    from chargeback.edges.kqlrun import LogAnalyticsKqlRunner
+    from chargeback_dev.localserver import LocalLogAnalytics
 
     local = LocalKqlRunner(october_store.connection)
     expected = local.run("monthly_rollup", MONTH)

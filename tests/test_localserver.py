@@ -16,8 +16,8 @@ from azure.core.exceptions import HttpResponseError, ServiceResponseError
 from azure.monitor.ingestion import LogsIngestionClient
 from azure.monitor.query import LogsQueryClient, LogsQueryResult, LogsQueryStatus
 
-from chargeback.azure_clients import LocalStandInCredential
-from chargeback.localserver import Fault, FaultPlan, LocalLogAnalytics, parse_timespan, stream_table
+from chargeback.edges.azure_clients import LocalStandInCredential
+from chargeback_dev.localserver import Fault, FaultPlan, LocalLogAnalytics, parse_timespan, stream_table
 
 STREAM = "Custom-AOAIChargeback_CL"
 

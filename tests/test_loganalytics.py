@@ -11,16 +11,16 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from chargeback.core.pipeline import process_batch
+from chargeback.edges.loganalytics import LogAnalyticsWriter, gzip_chunks, retry_after_seconds
 from chargeback.errors import Reason
-from chargeback.localserver import Fault, FaultPlan
-from chargeback.loganalytics import LogAnalyticsWriter, gzip_chunks, retry_after_seconds
-from chargeback.pipeline import process_batch
 from chargeback.settings import Settings
+from chargeback_dev.localserver import Fault, FaultPlan
 from tests.conftest import la_writer, make_event, to_body
 
 
 def usage_rows(pricer, n: int) -> list[dict[str, Any]]:
-    from chargeback.pipeline import Message, Source
+    from chargeback.core.pipeline import Message, Source
 
     bodies = [
         to_body(
@@ -170,7 +170,7 @@ def test_an_unreachable_endpoint_fails_fast_as_unavailable(pricer):
     """Nothing listening: the first chunks exhaust their retries, the rest fail without trying."""
     from azure.monitor.ingestion import LogsIngestionClient
 
-    from chargeback.azure_clients import LocalStandInCredential
+    from chargeback.edges.azure_clients import LocalStandInCredential
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -221,7 +221,7 @@ def test_for_alerts_writes_the_alerts_stream(log_analytics):
 
 def test_runtime_builds_the_writer_for_the_loganalytics_sink(log_analytics):
     """CHARGEBACK_SINK=loganalytics gives a LogAnalyticsWriter on LOGS_STREAM_NAME."""
-    from chargeback.runtime import build_writer
+    from chargeback.wiring import build_writer
 
     settings = Settings.from_env(
         {

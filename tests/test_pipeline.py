@@ -6,9 +6,9 @@ import json
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from chargeback.core.pipeline import Charge, Message, Rejection, Source, process_batch, process_message
+from chargeback.core.schema import table_columns
 from chargeback.errors import Reason
-from chargeback.pipeline import Charge, Message, Rejection, Source, process_batch, process_message
-from chargeback.schema import table_columns
 from tests.conftest import make_event, to_body
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)

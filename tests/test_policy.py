@@ -2,7 +2,7 @@
 
 The expressions run against a stand-in for the gateway's ``context`` only
 (``tests/policy_harness/ApimContext.cs``); JSON is the real Newtonsoft.Json. Each event they emit
-is checked against the v1 JSON Schema and fed to ``chargeback.schema.parse_event``.
+is checked against the v1 JSON Schema and fed to ``chargeback.core.schema.parse_event``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from chargeback.schema import Event, ReportedUsage, event_json_schema, parse_event
+from chargeback.core.schema import Event, ReportedUsage, event_json_schema, parse_event
 from tests.policy_harness.runner import (
     LOGGER_NAMED_VALUE,
     CompiledPolicy,

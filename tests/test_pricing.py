@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from chargeback.errors import ConfigError
-from chargeback.pricing import (
+from chargeback.core.pricing import (
     DEPLOYMENT_TYPES,
     DeploymentMap,
     Pricer,
@@ -18,9 +17,10 @@ from chargeback.pricing import (
     RateCard,
     split_model,
 )
-from chargeback.schema import Event
+from chargeback.core.schema import Event
+from chargeback.core.usage import Usage, UsageSource
+from chargeback.errors import ConfigError
 from chargeback.settings import default_config_path
-from chargeback.usage import Usage, UsageSource
 
 HEADER = "model,deployment_type,effective_from,input_per_1m,cached_input_per_1m,output_per_1m,currency\n"
 CARD = (

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from chargeback.core.pipeline import Message, Row, Source
+from chargeback.edges.sinks import DeadLetter, WriteResult
+from chargeback.edges.store import DuckDBStore
 from chargeback.errors import ConfigError, Reason
-from chargeback.pipeline import Message, Row, Source
-from chargeback.replay import (
+from chargeback.jobs.replay import (
     REPLAYABLE_REASONS,
     LocalReplayFolder,
     event_hub_groups,
@@ -20,8 +22,6 @@ from chargeback.replay import (
     partition_key_for,
     replay_to_pipeline,
 )
-from chargeback.sinks import DeadLetter, WriteResult
-from chargeback.store import DuckDBStore
 from tests.conftest import la_writer, make_event, to_body
 
 STAMP = datetime(2026, 11, 1, 9, 30, tzinfo=UTC)
@@ -55,7 +55,7 @@ def test_replaying_a_record_already_charged_counts_a_duplicate_not_a_charge(pric
     folder, store = LocalReplayFolder(tmp_path / "dl"), DuckDBStore()
     event = make_event()
     folder.put([dead(to_body(event))])
-    from chargeback.ingest import ingest_batch
+    from chargeback.jobs.ingest import ingest_batch
 
     ingest_batch([Message(to_body(event), Source("file"))], pricer=pricer, writer=store, deadletter=folder)
     report = replay_to_pipeline(folder, pricer=pricer, writer=store)
@@ -66,7 +66,7 @@ class StillDown:
     """A writer that is still unavailable (pure ingest logic only)."""
 
     def write(self, rows: Sequence[Row]) -> WriteResult:
-        from chargeback.sinks import FailedRow
+        from chargeback.edges.sinks import FailedRow
 
         return WriteResult(failed=[FailedRow(r, Reason.SINK_UNAVAILABLE, "still down") for r in rows])
 
@@ -89,7 +89,7 @@ def test_a_record_failing_with_a_new_reason_is_dead_lettered_anew(pricer, tmp_pa
 
     class Refusing:
         def write(self, rows: Sequence[Row]) -> WriteResult:
-            from chargeback.sinks import FailedRow
+            from chargeback.edges.sinks import FailedRow
 
             return WriteResult(failed=[FailedRow(r, Reason.WRITE_FAILED, "HTTP 400") for r in rows])
 
@@ -164,7 +164,7 @@ def test_event_hub_groups_keep_order_within_each_partition_key():
 
 def test_event_hub_producer_needs_the_namespace_settings():
     """Without EVENTHUB__fullyQualifiedNamespace the Event Hub replay is a configuration error."""
-    from chargeback.replay import event_hub_producer
+    from chargeback.jobs.replay import event_hub_producer
     from chargeback.settings import Settings
 
     with pytest.raises(ConfigError, match="EVENTHUB"):
@@ -176,7 +176,7 @@ def test_replay_from_a_blob_container_into_log_analytics(pricer, azurite, log_an
     """Blob dead-letters replayed with the Log Analytics writer land once; the ledger stops a rerun."""
     from azure.storage.blob import BlobServiceClient
 
-    from chargeback.blob import BlobDeadLetterStore
+    from chargeback.edges.blob import BlobDeadLetterStore
 
     service = BlobServiceClient.from_connection_string(azurite.connection_string)
     store = BlobDeadLetterStore(service.get_container_client(f"dl-{uuid.uuid4().hex[:12]}"))

@@ -11,14 +11,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chargeback.errors import Reason, RejectedEvent
-from chargeback.schema import (
+from chargeback.core.schema import (
     MAX_BODY_BYTES,
     ReportedUsage,
     event_json_schema,
     parse_event,
     table_columns,
 )
+from chargeback.errors import Reason, RejectedEvent
 from tests.conftest import make_event, to_body
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from chargeback.core.schema import _fast_event, _validate_event, decode_body, validate_event
 from chargeback.errors import RejectedEvent
-from chargeback.schema import _fast_event, _validate_event, decode_body, validate_event
 from tests.conftest import make_event
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)

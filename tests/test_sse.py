@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chargeback.sse import (
+from chargeback.core.sse import (
     SseEvent,
     StreamContent,
     _load,

@@ -7,9 +7,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from chargeback.core.schema import table_columns
+from chargeback.edges.store import DuckDBStore, create_table_sql
 from chargeback.errors import Reason
-from chargeback.schema import table_columns
-from chargeback.store import DuckDBStore, create_table_sql
 
 
 def row(request_id: str, cost: str | None = "0.0125") -> dict[str, Any]:

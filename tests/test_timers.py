@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from azure.functions.timer import TimerRequest
 
-from chargeback.exports import due_month
-from chargeback.rollup import month_of, month_window, previous_month
-from chargeback.schema import ALERTS_TABLE
-from chargeback.store import DuckDBStore
+from chargeback.core.schema import ALERTS_TABLE
+from chargeback.edges.store import DuckDBStore
+from chargeback.jobs.exports import due_month
+from chargeback.jobs.rollup import month_of, month_window, previous_month
 from tests import monthdata
 
 pytestmark = pytest.mark.azurite
@@ -81,8 +81,8 @@ def test_budget_timer_raises_alerts_once(due_store: Path) -> None:
     import duckdb
 
     import function_app
-    from chargeback.runtime import build_writer
     from chargeback.settings import Settings
+    from chargeback.wiring import build_writer
 
     timer = function_app.daily_budget_check.build().get_user_function()
     timer(TimerRequest(past_due=False))

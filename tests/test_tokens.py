@@ -17,7 +17,7 @@ import tiktoken_ext.openai_public
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chargeback.tokens import (
+from chargeback.core.tokens import (
     CL100K_BASE,
     ENCODINGS,
     O200K_BASE,
@@ -212,13 +212,16 @@ def _run(code: str, **env: str) -> str:
 
 def test_import_does_not_load_tiktoken() -> None:
     """Importing the token, stream and usage modules leaves tiktoken unimported (cheap cold start)."""
-    code = "import sys, chargeback.tokens, chargeback.sse, chargeback.usage; print('tiktoken' in sys.modules)"
+    code = (
+        "import sys, chargeback.core.tokens, chargeback.core.sse, chargeback.core.usage;"
+        " print('tiktoken' in sys.modules)"
+    )
     assert _run(code) == "False"
 
 
 def test_counting_needs_no_network_or_cache(tmp_path: Path) -> None:
     """With an empty tiktoken cache and an unreachable proxy, encodings still load and count."""
-    code = "from chargeback.tokens import get_encoding as g; print(len(g('o200k_base').encode('hi')), len(g('cl100k_base').encode('hi')))"  # noqa: E501
+    code = "from chargeback.core.tokens import get_encoding as g; print(len(g('o200k_base').encode('hi')), len(g('cl100k_base').encode('hi')))"  # noqa: E501
     unreachable = "http://127.0.0.1:9"
     out = _run(code, TIKTOKEN_CACHE_DIR=str(tmp_path), HTTPS_PROXY=unreachable, HTTP_PROXY=unreachable)
     assert out == "1 1"

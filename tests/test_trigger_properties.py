@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import function_app
-from chargeback import runtime
-from chargeback.deadletter import LocalDeadLetterStore
+from chargeback import wiring as runtime
+from chargeback.edges.deadletter import LocalDeadLetterStore
+from chargeback.edges.store import DuckDBStore
 from chargeback.settings import Settings
-from chargeback.store import DuckDBStore
 from tests.conftest import make_event, to_body
 
 TRIGGER = function_app.on_usage_events.build().get_user_function()

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chargeback.schema import Event, ReportedUsage
-from chargeback.tokens import CL100K_BASE, O200K_BASE, get_encoding
-from chargeback.usage import NOTHING_CONSUMED, Usage, UsageSource, read_json, repair_json, resolve_usage
+from chargeback.core.schema import Event, ReportedUsage
+from chargeback.core.tokens import CL100K_BASE, O200K_BASE, get_encoding
+from chargeback.core.usage import NOTHING_CONSUMED, Usage, UsageSource, read_json, repair_json, resolve_usage
 
 O200K = get_encoding(O200K_BASE)
 CL100K = get_encoding(CL100K_BASE)

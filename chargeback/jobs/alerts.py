@@ -24,13 +24,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from chargeback.budgets import AlertCandidate, BudgetCheck
-from chargeback.kqlrun import KqlRunner
-from chargeback.pipeline import Row
-from chargeback.rollup import month_window, to_text
-from chargeback.schema import ALERTS_TABLE
+from chargeback.core.pipeline import Row
+from chargeback.core.schema import ALERTS_TABLE
+from chargeback.edges.kqlrun import KqlRunner
+from chargeback.jobs.budgets import AlertCandidate, BudgetCheck
+from chargeback.jobs.rollup import month_window, to_text
 
-log = logging.getLogger("chargeback.alerts")
+log = logging.getLogger("chargeback.jobs.alerts")
 
 RAISED_QUERY = "alerts_raised"
 WEBHOOK_TIMEOUT = 10.0
@@ -160,10 +160,10 @@ def post_webhook(url: str, rows: Sequence[Row], timeout: float = WEBHOOK_TIMEOUT
 def alert_sink(settings: Any) -> AlertSink:
     """Log Analytics (alerts stream) when CHARGEBACK_SINK=loganalytics, else the local store."""
     if settings.chargeback_sink == "loganalytics":
-        from chargeback.loganalytics import LogAnalyticsWriter
+        from chargeback.edges.loganalytics import LogAnalyticsWriter
 
         return WriterAlertSink(LogAnalyticsWriter.for_alerts(settings))
-    from chargeback.runtime import build_writer
+    from chargeback.wiring import build_writer
 
     return StoreAlertSink(build_writer(settings))
 
@@ -177,10 +177,10 @@ def run_budget_check(
     sink: AlertSink | None = None,
 ) -> tuple[BudgetCheck, list[Row]]:
     """Check a month's budgets as of ``now`` and raise the new alerts."""
-    from chargeback.budgets import check_budgets, load_budgets
-    from chargeback.kqlrun import build_runner
-    from chargeback.pricing import DeploymentMap
-    from chargeback.rollup import output_weight
+    from chargeback.core.pricing import DeploymentMap
+    from chargeback.edges.kqlrun import build_runner
+    from chargeback.jobs.budgets import check_budgets, load_budgets
+    from chargeback.jobs.rollup import output_weight
 
     runner = runner or build_runner(settings)
     check = check_budgets(

@@ -14,8 +14,8 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC
 from pathlib import Path
 
+from chargeback.edges.sinks import DeadLetter
 from chargeback.errors import SinkError, SinkUnavailable
-from chargeback.sinks import DeadLetter
 
 
 def batch_name(records: Sequence[DeadLetter]) -> str:

@@ -15,10 +15,10 @@ from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from chargeback.core.pipeline import Row
+from chargeback.core.schema import ALERTS_TABLE, USAGE_TABLE, Column, table_columns
+from chargeback.edges.sinks import FailedRow, WriteResult
 from chargeback.errors import Reason
-from chargeback.pipeline import Row
-from chargeback.schema import ALERTS_TABLE, USAGE_TABLE, Column, table_columns
-from chargeback.sinks import FailedRow, WriteResult
 
 if TYPE_CHECKING:
     import duckdb

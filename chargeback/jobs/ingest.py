@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from chargeback.core.pipeline import Charge, Message, collector_paused, process_batch
+from chargeback.core.pricing import Pricer
+from chargeback.edges.sinks import DeadLetter, DeadLetterStore, FailedRow, UsageWriter, WriteResult
 from chargeback.errors import Reason, SinkError
-from chargeback.pipeline import Charge, Message, collector_paused, process_batch
-from chargeback.pricing import Pricer
-from chargeback.sinks import DeadLetter, DeadLetterStore, FailedRow, UsageWriter, WriteResult
 
-log = logging.getLogger("chargeback.ingest")
+log = logging.getLogger("chargeback.jobs.ingest")
 
 SubscriptionKey = tuple[str, str, str]  # (SubscriptionId, SubscriptionName, Currency)
 

@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final
 
+from chargeback.core.schema import Event, ReportedUsage, parse_usage
+from chargeback.core.sse import StreamContent, find_usage, looks_like_sse, parse_stream
+from chargeback.core.tokens import count_texts, encoding_for_model, is_reasoning_model
 from chargeback.errors import RejectedEvent
-from chargeback.schema import Event, ReportedUsage, parse_usage
-from chargeback.sse import StreamContent, find_usage, looks_like_sse, parse_stream
-from chargeback.tokens import count_texts, encoding_for_model, is_reasoning_model
 
 if TYPE_CHECKING:
     from tiktoken import Encoding

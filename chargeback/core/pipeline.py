@@ -2,7 +2,7 @@
 
 Every message yields exactly one outcome: a ``Charge`` (a usage row bound to the message it came
 from) or a ``Rejection`` (a reason code and the untouched message). Nothing here does I/O; writers
-and dead-letter stores are the caller's (see ``chargeback.ingest``).
+and dead-letter stores are the caller's (see ``chargeback.jobs.ingest``).
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from chargeback.core.pricing import Price, Pricer, PricingStatus
+from chargeback.core.schema import Event, parse_event
+from chargeback.core.usage import Usage, UsageSource, resolve_usage
 from chargeback.errors import ChargebackError, Reason, RejectedEvent
-from chargeback.pricing import Price, Pricer, PricingStatus
-from chargeback.schema import Event, parse_event
-from chargeback.usage import Usage, UsageSource, resolve_usage
 
 Row = dict[str, Any]
 

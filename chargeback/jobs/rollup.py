@@ -30,12 +30,12 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
+from chargeback.core.pricing import Deployment
+from chargeback.edges.kqlrun import KqlRunner
 from chargeback.errors import ConfigError
-from chargeback.kqlrun import KqlRunner
-from chargeback.pricing import Deployment
 from chargeback.settings import Settings
 
-log = logging.getLogger("chargeback.rollup")
+log = logging.getLogger("chargeback.jobs.rollup")
 
 ROLLUP_QUERY = "monthly_rollup"
 VERSIONS_QUERY = "rate_card_versions"

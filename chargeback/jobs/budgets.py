@@ -32,10 +32,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from chargeback.core.pricing import Deployment
+from chargeback.edges.kqlrun import KqlRunner
 from chargeback.errors import ConfigError
-from chargeback.kqlrun import KqlRunner
-from chargeback.pricing import Deployment
-from chargeback.rollup import (
+from chargeback.jobs.rollup import (
     CENT,
     DEFAULT_OUTPUT_WEIGHT,
     allocate_ptu,
@@ -46,7 +46,7 @@ from chargeback.rollup import (
     to_text,
 )
 
-log = logging.getLogger("chargeback.budgets")
+log = logging.getLogger("chargeback.jobs.budgets")
 
 BUDGET_COLUMNS = ("subscription_id", "cost_center", "owner", "monthly_budget", "currency")
 BUDGET_OPTIONAL = ("subscription_name", "thresholds")

@@ -2,7 +2,7 @@
 
 A ``UsageWriter`` takes rows and says which it wrote, which it already had (duplicates) and which
 it could not take (``failed``, with a reason); a ``DeadLetterStore`` takes dead-letter records or
-raises ``SinkError``. ``chargeback.ingest`` combines the two so that nothing is lost.
+raises ``SinkError``. ``chargeback.jobs.ingest`` combines the two so that nothing is lost.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
+from chargeback.core.pipeline import Message, Row, Source
 from chargeback.errors import Reason
-from chargeback.pipeline import Message, Row, Source
 
 DEADLETTER_FORMAT = "aoai-chargeback-deadletter/1"
 

@@ -41,15 +41,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from chargeback.core.pipeline import Row
+from chargeback.edges.sinks import FailedRow, WriteResult, row_for_json
 from chargeback.errors import ConfigError, Reason
-from chargeback.pipeline import Row
 from chargeback.settings import Settings, is_local_endpoint
-from chargeback.sinks import FailedRow, WriteResult, row_for_json
 
 if TYPE_CHECKING:
     from azure.monitor.ingestion import LogsIngestionClient
 
-log = logging.getLogger("chargeback.loganalytics")
+log = logging.getLogger("chargeback.edges.loganalytics")
 
 MAX_BODY_BYTES = 1_000_000  # "1 MB per call"; the decimal reading keeps us under either one
 # The service also refuses a body that inflates past 50 MiB (seen with very repetitive rows); usage
@@ -211,7 +211,7 @@ class LogAnalyticsWriter:
         cls, settings: Settings, stream_name: str | None = None, **options: Any
     ) -> LogAnalyticsWriter:
         """The writer for LOGS_INGESTION_ENDPOINT / LOGS_DCR_IMMUTABLE_ID / LOGS_STREAM_NAME."""
-        from chargeback.azure_clients import logs_ingestion_client
+        from chargeback.edges.azure_clients import logs_ingestion_client
 
         if not settings.logs_dcr_immutable_id:
             raise ConfigError("LOGS_DCR_IMMUTABLE_ID is not set")

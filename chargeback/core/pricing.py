@@ -43,9 +43,9 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
+from chargeback.core.schema import Event
+from chargeback.core.usage import Usage
 from chargeback.errors import ConfigError
-from chargeback.schema import Event
-from chargeback.usage import Usage
 
 
 class PricingStatus(StrEnum):

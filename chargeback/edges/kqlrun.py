@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
     from chargeback.settings import Settings
 
-log = logging.getLogger("chargeback.kqlrun")
+log = logging.getLogger("chargeback.edges.kqlrun")
 
 ParamValue = datetime | str | bool | int | float | Decimal
 _PARAMS_HEADER = re.compile(r"^\s*//\s*Parameters\s*:\s*(?P<list>.*)$", re.IGNORECASE | re.MULTILINE)
@@ -334,7 +334,7 @@ class LogAnalyticsKqlRunner:
 def build_runner(settings: Settings, connection: Any = None) -> LocalKqlRunner | LogAnalyticsKqlRunner:
     """Log Analytics when a workspace is configured, else duckdb-kql on the local store."""
     if settings.log_analytics_workspace_id:
-        from chargeback.azure_clients import logs_query_client
+        from chargeback.edges.azure_clients import logs_query_client
         from chargeback.settings import is_local_endpoint
 
         endpoint = settings.log_analytics_query_endpoint
@@ -344,8 +344,8 @@ def build_runner(settings: Settings, connection: Any = None) -> LocalKqlRunner |
             enforce_https=not (endpoint and is_local_endpoint(endpoint)),
         )
     if connection is None:
-        from chargeback.runtime import build_writer
-        from chargeback.store import DuckDBStore
+        from chargeback.edges.store import DuckDBStore
+        from chargeback.wiring import build_writer
 
         store = build_writer(settings)
         if not isinstance(store, DuckDBStore):

@@ -31,18 +31,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from chargeback.deadletter import LocalDeadLetterStore
+from chargeback.core.pipeline import Message, Source
+from chargeback.core.pricing import Pricer
+from chargeback.edges.deadletter import LocalDeadLetterStore
+from chargeback.edges.sinks import DeadLetter, DeadLetterStore, UsageWriter
 from chargeback.errors import ConfigError, Reason
-from chargeback.ingest import IngestSummary, ingest_batch
-from chargeback.pipeline import Message, Source
-from chargeback.pricing import Pricer
+from chargeback.jobs.ingest import IngestSummary, ingest_batch
 from chargeback.settings import Settings
-from chargeback.sinks import DeadLetter, DeadLetterStore, UsageWriter
 
 if TYPE_CHECKING:
     from azure.eventhub import EventHubProducerClient
 
-log = logging.getLogger("chargeback.replay")
+log = logging.getLogger("chargeback.jobs.replay")
 
 REPLAYABLE_REASONS = frozenset(
     {Reason.SINK_UNAVAILABLE, Reason.WRITE_FAILED, Reason.INTERNAL_ERROR, Reason.CONFIG_INVALID}
@@ -275,7 +275,7 @@ def event_hub_producer(settings: Settings) -> EventHubProducerClient:
     """Producer on EVENTHUB__fullyQualifiedNamespace / EVENTHUB_NAME with the app's identity."""
     from azure.eventhub import EventHubProducerClient
 
-    from chargeback.azure_clients import credential
+    from chargeback.edges.azure_clients import credential
 
     namespace = settings.eventhub__fullyqualifiednamespace
     if not namespace or not settings.eventhub_name:

@@ -38,10 +38,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
-from chargeback.budgets import Budget
-from chargeback.kqlrun import load_query
-from chargeback.pricing import Deployment
-from chargeback.rollup import (
+from chargeback.core.pricing import Deployment
+from chargeback.edges.kqlrun import load_query
+from chargeback.jobs.budgets import Budget
+from chargeback.jobs.rollup import (
     CENT,
     DEFAULT_OUTPUT_WEIGHT,
     MeterCharge,
@@ -54,7 +54,7 @@ from chargeback.rollup import (
     subscription_totals,
 )
 
-log = logging.getLogger("chargeback.exports")
+log = logging.getLogger("chargeback.jobs.exports")
 
 FOCUS_VERSION = "1.2"
 BILLING_ACCOUNT_ID = "aoai-shared-service"
@@ -631,7 +631,7 @@ def publish(store: ExportStore, statement: Statement, *, now: datetime | None = 
 def export_store(settings: Any) -> ExportStore:
     """The Blob container when EXPORTS_CONTAINER and storage are set, else the EXPORTS_PATH folder."""
     if settings.exports_container and settings.uses_blob:
-        from chargeback.azure_clients import blob_service
+        from chargeback.edges.azure_clients import blob_service
 
         return BlobExportStore(blob_service(settings).get_container_client(settings.exports_container))
     return FolderExportStore(settings.exports_path)
@@ -645,7 +645,7 @@ def due_month(now: datetime, grace_hours: int) -> str:
     """The latest closed month whose grace period (ROLLUP_GRACE_HOURS after its end) has passed."""
     from datetime import timedelta
 
-    from chargeback.rollup import month_of, month_window, previous_month
+    from chargeback.jobs.rollup import month_of, month_window, previous_month
 
     month = previous_month(month_of(now))
     while month_window(month)[1] + timedelta(hours=grace_hours) > now.astimezone(UTC):
@@ -662,10 +662,10 @@ def run_statement(
     now: datetime | None = None,
 ) -> Publication:
     """Roll up a month (KQL), render both CSVs and publish them (a new version only if changed)."""
-    from chargeback.budgets import load_budgets
-    from chargeback.kqlrun import build_runner
-    from chargeback.pricing import DeploymentMap
-    from chargeback.rollup import output_weight, run_rollup
+    from chargeback.core.pricing import DeploymentMap
+    from chargeback.edges.kqlrun import build_runner
+    from chargeback.jobs.budgets import load_budgets
+    from chargeback.jobs.rollup import output_weight, run_rollup
 
     runner = runner or build_runner(settings)
     rollup = run_rollup(runner, month)

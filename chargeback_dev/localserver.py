@@ -2,7 +2,7 @@
 
 Runs beside ``func start`` so the ``loganalytics`` sink and the KQL rollups work without Azure::
 
-    python -m chargeback.localserver --port 8089 --db .chargeback/loganalytics.duckdb
+    python -m chargeback_dev.localserver --port 8089 --db .chargeback/loganalytics.duckdb
 
     POST /dataCollectionRules/{dcr}/streams/{stream}?api-version=2023-01-01
          gzip or plain JSON array; bearer token required (not verified); 413 over 1 MB; 204 on success;
@@ -12,7 +12,7 @@ Runs beside ``func start`` so the ``loganalytics`` sink and the KQL rollups work
          KQL runs on DuckDB through ``duckdb-kql``; the timespan filters every table on TimeGenerated
 
 The real SDK clients talk to it unchanged: ``LogsIngestionClient(endpoint, credential)`` (pass
-``enforce_https=False`` per call, which ``chargeback.loganalytics`` does for localhost) and
+``enforce_https=False`` per call, which ``chargeback.edges.loganalytics`` does for localhost) and
 ``LogsQueryClient(credential, endpoint=endpoint)``. Tests inject faults per request with a
 ``FaultPlan``: 429 with Retry-After, 500, 503, 413, slow answers, dropped connections, the Nth
 request failing. It binds to 127.0.0.1 only and logs no bodies.
@@ -38,13 +38,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlparse
 
-from chargeback.schema import ALERTS_TABLE, USAGE_TABLE, table_columns
-from chargeback.store import DUCKDB_TYPES
+from chargeback.core.schema import ALERTS_TABLE, USAGE_TABLE, table_columns
+from chargeback.edges.store import DUCKDB_TYPES
 
 if TYPE_CHECKING:
     import duckdb
 
-log = logging.getLogger("chargeback.localserver")
+log = logging.getLogger("chargeback_dev.localserver")
 
 API_VERSION = "2023-01-01"
 MAX_BODY_BYTES = 1_000_000  # "1 MB per call": the strict, decimal reading
@@ -536,7 +536,7 @@ class _Handler(BaseHTTPRequestHandler):
 def main(argv: Sequence[str] | None = None) -> int:  # pragma: no cover - interactive
     """Run the local Log Analytics stand-in in the foreground."""
     parser = argparse.ArgumentParser(
-        prog="python -m chargeback.localserver", description=__doc__.splitlines()[0]
+        prog="python -m chargeback_dev.localserver", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--port", type=int, default=8089)
     parser.add_argument(

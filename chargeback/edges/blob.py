@@ -23,15 +23,15 @@ import re
 from collections.abc import Collection, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from chargeback.deadletter import batch_name
+from chargeback.edges.deadletter import batch_name
+from chargeback.edges.sinks import DeadLetter
 from chargeback.errors import ConfigError, SinkError, SinkUnavailable
 from chargeback.settings import Settings
-from chargeback.sinks import DeadLetter
 
 if TYPE_CHECKING:
     from azure.storage.blob import ContainerClient
 
-log = logging.getLogger("chargeback.blob")
+log = logging.getLogger("chargeback.edges.blob")
 
 REPLAYED_PREFIX = "replayed/"
 _RECORD_BLOB = re.compile(r"^\d{4}/\d{2}/\d{2}/deadletter-[^/]+\.jsonl$")
@@ -72,7 +72,7 @@ class BlobDeadLetterStore:
         """
         from azure.storage.blob import ExponentialRetry
 
-        from chargeback.azure_clients import blob_service
+        from chargeback.edges.azure_clients import blob_service
 
         if not settings.deadletter_container:
             raise ConfigError("DEADLETTER_CONTAINER is not set")

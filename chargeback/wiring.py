@@ -16,14 +16,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
+from chargeback.core.pipeline import Message, Source
+from chargeback.core.pricing import Pricer
+from chargeback.edges.sinks import DeadLetterStore, UsageWriter
 from chargeback.errors import ConfigError
-from chargeback.ingest import IngestSummary, ingest_batch
-from chargeback.pipeline import Message, Source
-from chargeback.pricing import Pricer
+from chargeback.jobs.ingest import IngestSummary, ingest_batch
 from chargeback.settings import Settings
-from chargeback.sinks import DeadLetterStore, UsageWriter
 
-log = logging.getLogger("chargeback.runtime")
+log = logging.getLogger("chargeback.wiring")
 
 
 class EventHubEventLike(Protocol):
@@ -66,11 +66,11 @@ def build_pricer(settings: Settings) -> Pricer:
 def build_writer(settings: Settings) -> UsageWriter:
     """The usage writer chosen by CHARGEBACK_SINK."""
     if settings.chargeback_sink == "duckdb":
-        from chargeback.store import DuckDBStore
+        from chargeback.edges.store import DuckDBStore
 
         return DuckDBStore(settings.chargeback_duckdb_path)
     if settings.chargeback_sink == "loganalytics":
-        from chargeback.loganalytics import LogAnalyticsWriter
+        from chargeback.edges.loganalytics import LogAnalyticsWriter
 
         return LogAnalyticsWriter.from_settings(settings)
     raise ConfigError(f"CHARGEBACK_SINK={settings.chargeback_sink} is not available in this build")
@@ -84,10 +84,10 @@ def build_deadletter(settings: Settings) -> DeadLetterStore:
             raise ConfigError(
                 "DEADLETTER_CONTAINER needs STORAGE_BLOB_ENDPOINT (or STORAGE_CONNECTION_STRING for Azurite)"
             )
-        from chargeback.blob import BlobDeadLetterStore
+        from chargeback.edges.blob import BlobDeadLetterStore
 
         return BlobDeadLetterStore.from_settings(settings)
-    from chargeback.deadletter import LocalDeadLetterStore
+    from chargeback.edges.deadletter import LocalDeadLetterStore
 
     return LocalDeadLetterStore(settings.deadletter_path)
 
@@ -157,7 +157,7 @@ def handle_monthly_rollup(now: datetime | None = None, environ: Mapping[str, str
     in). Once its statement exists, later runs do nothing; ``chargeback rollup --month`` re-runs a
     month on purpose (a new version only if the data changed). Returns the Publication or None.
     """
-    from chargeback.exports import due_month, export_store, published_version, run_statement
+    from chargeback.jobs.exports import due_month, export_store, published_version, run_statement
 
     settings = Settings.from_env(os.environ if environ is None else environ)
     now = now or datetime.now(UTC)
@@ -176,8 +176,8 @@ def handle_budget_check(now: datetime | None = None, environ: Mapping[str, str] 
     """Daily budget timer: check this month (and last month until its grace ends); returns new alerts."""
     from datetime import timedelta
 
-    from chargeback.alerts import run_budget_check
-    from chargeback.rollup import month_of, month_window, previous_month
+    from chargeback.jobs.alerts import run_budget_check
+    from chargeback.jobs.rollup import month_of, month_window, previous_month
 
     settings = Settings.from_env(os.environ if environ is None else environ)
     now = now or datetime.now(UTC)
