@@ -3,8 +3,9 @@
     ChargebackError                    base; carries a Reason
     ├── RejectedEvent                  an event that can never be charged as sent (bad input)
     ├── ConfigError                    a rate card, deployments map, budget file or setting is wrong
-    └── SinkError                      a writer or dead-letter store could not take data
-        └── SinkUnavailable            ... and it is worth retrying later (throttled, down, timeout)
+    ├── SinkError                      a writer or dead-letter store could not take data
+    │   └── SinkUnavailable            ... and it is worth retrying later (throttled, down, timeout)
+    └── EnforcementError               a budget action (throttle, suspend, lift) failed at the gateway
 
 A bad event is normally a *value* (a ``Rejection`` built from a ``RejectedEvent``), never an
 exception that fails a batch: validators raise ``RejectedEvent`` and the pipeline turns it into a
@@ -42,6 +43,8 @@ class Reason(StrEnum):
     # Configuration and queries
     CONFIG_INVALID = "config-invalid"
     QUERY_FAILED = "query-failed"
+    # Budget enforcement at the gateway (APIM management API)
+    ENFORCEMENT_FAILED = "enforcement-failed"
     # Anything the pipeline did not foresee: still dead-lettered, never lost
     INTERNAL_ERROR = "internal-error"
 
@@ -86,3 +89,9 @@ class SinkUnavailable(SinkError):
     """A usage writer or dead-letter store could not take data now; retrying later may work."""
 
     reason = Reason.SINK_UNAVAILABLE
+
+
+class EnforcementError(ChargebackError):
+    """A budget action could not be applied or lifted through the APIM management API."""
+
+    reason = Reason.ENFORCEMENT_FAILED
