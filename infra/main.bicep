@@ -24,6 +24,9 @@ param apimResourceGroupName string = ''
 @description('Name (id) of the existing APIM API to apply policy/aoai-chargeback.policy.xml to. Empty: only the logger, named value and fragment are created.')
 param apimApiName string = ''
 
+@description('APIM policy setting aoai-chargeback-capture-streams: true buffers streamed responses to read their usage (exact cached/reasoning split, no token-by-token streaming). Default false: streams stay streams; their usage comes from APIM\'s LLM log.')
+param apimCaptureStreams bool = false
+
 @minValue(1)
 @maxValue(32)
 @description('Event Hub partitions (fixed after creation on Standard). More partitions = more parallel function instances.')
@@ -194,6 +197,8 @@ module apimChargeback 'app/apim.bicep' = if (deployApim) {
     apiName: apimApiName
     eventHubNamespaceFqdn: eventHubs.outputs.fullyQualifiedNamespace
     eventHubName: eventHubName
+    captureStreamResponses: apimCaptureStreams
+    workspaceId: monitoring.outputs.workspaceId
   }
   // The logger connects with APIM's identity: it needs Azure Event Hubs Data Sender first.
   dependsOn: [rbac]

@@ -19,6 +19,7 @@ import pytest
 
 from chargeback.core.schema import Event, ReportedUsage, event_json_schema, parse_event
 from tests.policy_harness.runner import (
+    CAPTURE_STREAMS_NAMED_VALUE,
     LOGGER_NAMED_VALUE,
     CompiledPolicy,
     fragment_host_policy,
@@ -230,6 +231,12 @@ def scenarios() -> list[dict[str, Any]]:
             json_response(429, {"error": {"code": "429", "message": "Rate limit is exceeded."}}),
         ),
         scenario(
+            "stream-backend-429",
+            CHAT,
+            chat_request(stream=True),
+            json_response(429, {"error": {"code": "429", "message": "Rate limit is exceeded."}}),
+        ),
+        scenario(
             "apim-rate-limit",
             CHAT,
             chat_request(),
@@ -291,14 +298,29 @@ SCENARIOS = {s["name"]: s for s in scenarios()}
 # --- fixtures --------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module", params=["policy", "fragment"])
-def played(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Every scenario played through the API policy, or through an API that includes the fragment."""
+def play(variant: str, tmp_path_factory: pytest.TempPathFactory, capture_streams: str) -> dict[str, Any]:
+    """Every scenario played through the API policy or an API that includes the fragment."""
     if not mono_available():
         pytest.fail("Mono (mcs, mono, Newtonsoft.Json) is required in CI: run scripts/install-tools")
-    document = ET.parse(POLICY).getroot() if request.param == "policy" else fragment_host_policy()
-    compiled = CompiledPolicy(document, tmp_path_factory.mktemp(f"policy-{request.param}"))
-    return {"variant": request.param, "results": compiled.run(list(SCENARIOS.values()))}
+    document = ET.parse(POLICY).getroot() if variant == "policy" else fragment_host_policy()
+    compiled = CompiledPolicy(
+        document,
+        tmp_path_factory.mktemp(f"policy-{variant}"),
+        {CAPTURE_STREAMS_NAMED_VALUE: capture_streams},
+    )
+    return {"variant": variant, "results": compiled.run(list(SCENARIOS.values()))}
+
+
+@pytest.fixture(scope="module", params=["policy", "fragment"])
+def played(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The shipped setting: streams are never read (aoai-chargeback-capture-streams = false)."""
+    return play(request.param, tmp_path_factory, "false")
+
+
+@pytest.fixture(scope="module", params=["policy", "fragment"])
+def captured(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The documented opt-in: buffered capture of streams (aoai-chargeback-capture-streams = true)."""
+    return play(request.param, tmp_path_factory, "true")
 
 
 def only_event(played: dict[str, Any], name: str) -> tuple[dict[str, Any], Event, str]:
@@ -448,13 +470,13 @@ def test_allocation_tags_come_from_x_chargeback_headers(played: dict[str, Any]) 
 
 
 @requires_mono
-def test_stream_gets_include_usage_and_reports_the_usage_chunk(played: dict[str, Any]) -> None:
+def test_stream_gets_include_usage_and_reports_the_usage_chunk(captured: dict[str, Any]) -> None:
     """A streamed chat is sent with include_usage=true and its final usage chunk is emitted."""
-    result = played["results"]["chat-stream-usage"]
+    result = captured["results"]["chat-stream-usage"]
     forwarded = json.loads(result["forwardedBody"])
     assert forwarded["stream_options"] == {"include_usage": True}
     assert forwarded["messages"] == chat_request()["messages"]
-    doc, event, _ = only_event(played, "chat-stream-usage")
+    doc, event, _ = only_event(captured, "chat-stream-usage")
     assert doc["usage"] == CHAT_USAGE
     assert doc["model"] == "gpt-4o-2024-08-06"
     assert event.stream is True
@@ -463,11 +485,11 @@ def test_stream_gets_include_usage_and_reports_the_usage_chunk(played: dict[str,
 
 
 @requires_mono
-def test_stream_without_usage_ships_both_bodies(played: dict[str, Any]) -> None:
+def test_stream_without_usage_ships_both_bodies(captured: dict[str, Any]) -> None:
     """An old api-version is left alone; its stream has no usage, so both bodies go for a recount, uncut."""
-    result = played["results"]["chat-stream-no-usage"]
+    result = captured["results"]["chat-stream-no-usage"]
     assert "stream_options" not in json.loads(result["forwardedBody"])
-    doc, event, _ = only_event(played, "chat-stream-no-usage")
+    doc, event, _ = only_event(captured, "chat-stream-no-usage")
     assert "usage" not in doc
     assert json.loads(doc["requestBody"]) == chat_request(stream=True)
     assert doc["responseBody"] == SCENARIOS["chat-stream-no-usage"]["response"]["body"]
@@ -478,11 +500,11 @@ def test_stream_without_usage_ships_both_bodies(played: dict[str, Any]) -> None:
 
 
 @requires_mono
-def test_v1_routes_take_the_deployment_from_the_body(played: dict[str, Any]) -> None:
+def test_v1_routes_take_the_deployment_from_the_body(captured: dict[str, Any]) -> None:
     """/openai/v1 calls name the deployment by body 'model'; streams there get include_usage too."""
-    result = played["results"]["v1-chat-stream"]
+    result = captured["results"]["v1-chat-stream"]
     assert json.loads(result["forwardedBody"])["stream_options"] == {"include_usage": True}
-    doc, _, _ = only_event(played, "v1-chat-stream")
+    doc, _, _ = only_event(captured, "v1-chat-stream")
     assert doc["deployment"] == "gpt-4o-mini"
     assert "apiVersion" not in doc
     assert doc["usage"] == CHAT_USAGE
@@ -499,8 +521,9 @@ def test_embeddings_usage(played: dict[str, Any]) -> None:
 
 @requires_mono
 @pytest.mark.parametrize("name", ["responses", "responses-stream"])
-def test_responses_api_usage(played: dict[str, Any], name: str) -> None:
-    """Responses API usage is carried as is, from the body or from the response.completed event."""
+def test_responses_api_usage(captured: dict[str, Any], name: str) -> None:
+    """Responses API usage is carried as is, from the body or (captured) the response.completed event."""
+    played = captured
     doc, event, _ = only_event(played, name)
     assert doc["usage"] == RESPONSES_USAGE
     assert (doc["deployment"], doc["model"]) == ("gpt-4.1-mini", "gpt-4.1-mini-2025-04-14")
@@ -551,10 +574,10 @@ def test_cache_hits_are_flagged(played: dict[str, Any]) -> None:
 
 
 @requires_mono
-def test_bodies_are_cut_to_fit_and_flagged(played: dict[str, Any]) -> None:
+def test_bodies_are_cut_to_fit_and_flagged(captured: dict[str, Any]) -> None:
     """Bodies over the 200 KB message limit are cut (UTF-8 and JSON escaping counted) and truncated=true."""
-    doc, event, _ = only_event(played, "huge-stream-no-usage")
-    message = played["results"]["huge-stream-no-usage"]["events"][0]["message"]
+    doc, event, _ = only_event(captured, "huge-stream-no-usage")
+    message = captured["results"]["huge-stream-no-usage"]["events"][0]["message"]
     assert 150_000 < len(message.encode("utf-8")) < LIMIT_BYTES
     assert doc["truncated"] is True
     assert event.truncated is True
@@ -581,3 +604,95 @@ def test_response_body_stays_readable_for_the_client(played: dict[str, Any]) -> 
         result = played["results"][name]
         assert result["clientBody"] == json.dumps(SCENARIOS[name]["response"]["body"], separators=(",", ":"))
         assert result["forwardedBody"]
+
+
+# --- streams stay streams ----------------------------------------------------------------------
+
+SSE_SCENARIOS = [
+    name
+    for name, s in SCENARIOS.items()
+    if (s["response"] or {}).get("headers", {}).get("Content-Type") == "text/event-stream"
+]
+
+
+@requires_mono
+def test_captured_streams_emit_one_valid_event_each(captured: dict[str, Any]) -> None:
+    """With the opt-in, every scenario still emits one valid event under 200 KB."""
+    for name in SCENARIOS:
+        result = captured["results"][name]
+        assert result["expressionErrors"] == [], name
+        assert len(result["events"]) == 1, name
+        only_event(captured, name)
+
+
+@requires_mono
+@pytest.mark.parametrize("name", SSE_SCENARIOS)
+def test_stream_body_is_never_read_by_default(played: dict[str, Any], name: str) -> None:
+    """By default no expression reads an SSE response body, so APIM never buffers the stream."""
+    result = played["results"][name]
+    assert result["responseBodyReads"] == 0
+    assert result["clientBody"] == SCENARIOS[name]["response"]["body"], "the client gets the stream as is"
+    doc, event, _ = only_event(played, name)
+    assert doc["responseCaptured"] is False
+    assert doc["stream"] is True
+    assert "usage" not in doc
+    assert "responseBody" not in doc
+    assert event.stream is True
+    assert event.response_captured is False
+    assert event.usage is None
+
+
+@requires_mono
+def test_uncaptured_stream_ships_the_request_for_the_prompt(played: dict[str, Any]) -> None:
+    """An uncaptured stream carries its request body (for the prompt), cut to fit when it is huge."""
+    doc, _, _ = only_event(played, "chat-stream-no-usage")
+    assert json.loads(doc["requestBody"]) == chat_request(stream=True)
+    assert doc["truncated"] is False
+    huge, huge_event, _ = only_event(played, "huge-stream-no-usage")
+    assert huge["requestBody"].startswith('{"messages"')
+    assert len(huge["requestBody"]) < 190_000
+    assert huge_event.response_captured is False
+
+
+@requires_mono
+@pytest.mark.parametrize("name", SSE_SCENARIOS)
+def test_opt_in_captures_stream_bodies(captured: dict[str, Any], name: str) -> None:
+    """aoai-chargeback-capture-streams=true reads the stream (buffered) and says it was captured."""
+    result = captured["results"][name]
+    assert result["responseBodyReads"] >= 1
+    doc, event, _ = only_event(captured, name)
+    assert "responseCaptured" not in doc
+    assert event.response_captured is True
+    assert "usage" in doc or "responseBody" in doc
+
+
+@requires_mono
+def test_non_streams_are_read_in_both_settings(played: dict[str, Any], captured: dict[str, Any]) -> None:
+    """JSON responses (a refused stream request included) are read as before: usage is exact."""
+    for results in (played, captured):
+        for name in ("chat", "embeddings", "responses", "stream-backend-429"):
+            assert results["results"][name]["responseBodyReads"] >= 1, name
+            doc, _, _ = only_event(results, name)
+            assert "responseCaptured" not in doc, name
+    refused, _, _ = only_event(played, "stream-backend-429")
+    assert (refused["statusCode"], refused["stream"]) == (429, True)
+
+
+@requires_mono
+def test_api_policy_forwards_without_buffering(played: dict[str, Any]) -> None:
+    """The API policy forwards with buffer-response=false (APIM's SSE guidance); the fragment leaves it."""
+    expected = "false" if played["variant"] == "policy" else None
+    for name, call in SCENARIOS.items():
+        if name in ("apim-rate-limit", "apim-token-limit-no-response") or call.get("cacheHit"):
+            continue  # refused before the backend, or answered from the cache: nothing was forwarded
+        assert played["results"][name]["bufferResponse"] == expected, name
+
+
+def test_capture_setting_is_one_named_value() -> None:
+    """The opt-in is one named value, read once in inbound by both files, and documented."""
+    needle = "{{" + CAPTURE_STREAMS_NAMED_VALUE + "}}"
+    for path in (POLICY, FRAGMENT):
+        assert path.read_text(encoding="utf-8").count(needle) == 1
+    readme = (REPO / "policy" / "README.md").read_text(encoding="utf-8")
+    assert CAPTURE_STREAMS_NAMED_VALUE in readme
+    assert 'buffer-response="false"' in readme

@@ -41,6 +41,7 @@ FIELDS = [
     "stream",
     "truncated",
     "servedFromCache",
+    "responseCaptured",
     "requestBody",
     "tags",
     "usage",
@@ -102,6 +103,7 @@ def test_fast_path_never_disagrees_with_the_full_validator(changes: dict[str, An
         {"usage": {"input_tokens": 10, "output_tokens": 3, "input_tokens_details": {"cached_tokens": 4}}},
         {"usage": {"prompt_tokens": 8, "total_tokens": 8}},
         {"timestamp": "2026-10-20T12:15:30+02:00", "stream": True, "servedFromCache": True},
+        {"stream": True, "responseCaptured": False, "requestBody": "{}"},
     ],
 )
 def test_fast_path_takes_ordinary_valid_events(overrides: dict[str, Any]):

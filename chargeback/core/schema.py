@@ -49,6 +49,8 @@ _OPTIONAL_STRINGS = (
     "responseBody",
 )
 _OPTIONAL_BOOLS = ("stream", "truncated", "servedFromCache")
+# Absent means true: only a policy that let a stream through unread says ``responseCaptured: false``.
+_RESPONSE_CAPTURED = "responseCaptured"
 
 
 @dataclass(slots=True)
@@ -94,6 +96,7 @@ class Event:
     response_body: str = ""
     truncated: bool = False
     served_from_cache: bool = False
+    response_captured: bool = True
     tags: dict[str, str] = field(default_factory=dict)
 
 
@@ -186,6 +189,9 @@ def _fast_event(doc: dict[str, Any], now: datetime | None) -> Event | None:
     for value in flags:
         if value is not None and type(value) is not bool:
             return None
+    captured = get(_RESPONSE_CAPTURED)
+    if captured is not None and type(captured) is not bool:
+        return None
     raw_usage = get("usage")
     usage: ReportedUsage | None = None
     if raw_usage is not None:
@@ -225,6 +231,7 @@ def _fast_event(doc: dict[str, Any], now: datetime | None) -> Event | None:
         stream=stream is True,
         truncated=truncated is True,
         served_from_cache=cached is True,
+        response_captured=captured is not False,
         usage=usage,
         tags=tags,
     )
@@ -312,6 +319,7 @@ def _validate_event(doc: dict[str, Any], now: datetime | None) -> Event:
         stream=flags["stream"],
         truncated=flags["truncated"],
         served_from_cache=flags["servedFromCache"],
+        response_captured=doc.get(_RESPONSE_CAPTURED) is None or _optional_bool(doc, _RESPONSE_CAPTURED),
         usage=parse_usage(doc.get("usage")),
         tags=_tags(doc.get("tags")),
     )

@@ -9,8 +9,13 @@ param apiName string = ''
 param eventHubNamespaceFqdn string
 param eventHubName string
 param loggerName string = 'aoai-chargeback'
+@description('Policy setting aoai-chargeback-capture-streams: true reads (and so buffers) streamed responses for exact cached/reasoning splits; false (default) leaves streams unbuffered and takes their usage from APIM\'s LLM log.')
+param captureStreamResponses bool = false
+@description('Resource id of the Log Analytics workspace that receives APIM\'s GatewayLlmLogs and GatewayLogs (late usage of streams). Empty: no diagnostic setting.')
+param workspaceId string = ''
 
 var namedValueName = 'aoai-chargeback-logger-id'
+var captureStreamsNamedValueName = 'aoai-chargeback-capture-streams'
 
 resource apim 'Microsoft.ApiManagement/service@2023-09-01-preview' existing = {
   name: apimServiceName
@@ -42,6 +47,39 @@ resource loggerIdNamedValue 'Microsoft.ApiManagement/service/namedValues@2023-09
   }
 }
 
+// The one documented policy setting: "false" keeps streams unbuffered (policy/README.md).
+resource captureStreamsNamedValue 'Microsoft.ApiManagement/service/namedValues@2023-09-01-preview' = {
+  parent: apim
+  name: captureStreamsNamedValueName
+  properties: {
+    displayName: captureStreamsNamedValueName
+    value: captureStreamResponses ? 'true' : 'false'
+    secret: false
+  }
+}
+
+// Usage of unbuffered streams: APIM's LLM log (token counts per call, after the stream ends) and
+// the gateway log (its ApimSubscriptionId, joined on CorrelationId), as resource-specific tables
+// (ApiManagementGatewayLlmLog, ApiManagementGatewayLogs) in the chargeback workspace.
+resource gatewayLogs 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = if (!empty(workspaceId)) {
+  name: 'aoai-chargeback-gateway-logs'
+  scope: apim
+  properties: {
+    workspaceId: workspaceId
+    logAnalyticsDestinationType: 'Dedicated'
+    logs: [
+      {
+        category: 'GatewayLlmLogs'
+        enabled: true
+      }
+      {
+        category: 'GatewayLogs'
+        enabled: true
+      }
+    ]
+  }
+}
+
 resource fragment 'Microsoft.ApiManagement/service/policyFragments@2023-09-01-preview' = {
   parent: apim
   name: 'aoai-chargeback'
@@ -50,7 +88,7 @@ resource fragment 'Microsoft.ApiManagement/service/policyFragments@2023-09-01-pr
     format: 'xml'
     value: loadTextContent('../../policy/aoai-chargeback.fragment.xml')
   }
-  dependsOn: [loggerIdNamedValue]
+  dependsOn: [loggerIdNamedValue, captureStreamsNamedValue]
 }
 
 resource api 'Microsoft.ApiManagement/service/apis@2023-09-01-preview' existing = if (!empty(apiName)) {
@@ -66,6 +104,7 @@ resource apiPolicy 'Microsoft.ApiManagement/service/apis/policies@2023-09-01-pre
     format: 'xml'
     value: replace(loadTextContent('../../policy/aoai-chargeback.policy.xml'), '{{${namedValueName}}}', logger.name)
   }
+  dependsOn: [captureStreamsNamedValue]
 }
 
 output loggerName string = logger.name

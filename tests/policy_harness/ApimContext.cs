@@ -90,8 +90,12 @@ namespace ApimStandIn
 
         public MessageBody(string content) { this.content = content; }
 
+        /// How often a policy read this body: reading a stream's body makes the gateway buffer it.
+        public int Reads { get; private set; }
+
         public T As<T>(bool preserveContent = false)
         {
+            Reads++;
             if (consumed) { throw new InvalidOperationException("body already read without preserveContent"); }
             if (!preserveContent) { consumed = true; }
             object value;
@@ -221,6 +225,7 @@ namespace ApimStandIn
         public readonly JArray Events = new JArray();
         public string Section = "inbound";
         public string ForwardedBody;
+        public string BufferResponse;  // forward-request buffer-response, when the policy sets one
         public readonly List<string> ExpressionErrors = new List<string>();
 
         public Runner(JObject scenario)
@@ -291,6 +296,9 @@ namespace ApimStandIn
             });
         }
 
+        /// <forward-request buffer-response="..."/>: recorded; the driver forwards after the backend section.
+        public void ForwardRequest(string bufferResponse) { BufferResponse = bufferResponse; }
+
         /// The request goes to the backend, which answers as the scenario says.
         public void Forward()
         {
@@ -331,6 +339,8 @@ namespace ApimStandIn
                 ["events"] = Events,
                 ["forwardedBody"] = ForwardedBody,
                 ["clientBody"] = Context.Response == null || Context.Response.Body == null ? null : Context.Response.Body.Peek(),
+                ["responseBodyReads"] = Context.Response == null || Context.Response.Body == null ? 0 : Context.Response.Body.Reads,
+                ["bufferResponse"] = BufferResponse,
                 ["variables"] = variables,
                 ["expressionErrors"] = new JArray(ExpressionErrors.ToArray()),
             };

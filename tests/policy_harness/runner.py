@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
@@ -24,6 +25,11 @@ POLICY_DIR = REPO / "policy"
 NEWTONSOFT = Path("/usr/lib/cli/Newtonsoft.Json-5.0/Newtonsoft.Json.dll")
 FRAGMENT_ID = "aoai-chargeback"
 LOGGER_NAMED_VALUE = "aoai-chargeback-logger-id"
+CAPTURE_STREAMS_NAMED_VALUE = "aoai-chargeback-capture-streams"
+# The named values Bicep creates, with their shipped values; APIM substitutes {{name}} in the
+# policy text (expressions included) before it runs, and refuses a policy naming an unknown one.
+NAMED_VALUES = {LOGGER_NAMED_VALUE: "aoai-chargeback", CAPTURE_STREAMS_NAMED_VALUE: "false"}
+_NAMED_VALUE = re.compile(r"\{\{([A-Za-z0-9._-]+)\}\}")
 
 # The namespaces APIM makes available to expressions (their allowed types, not all of them).
 USINGS = """using System;
@@ -119,11 +125,22 @@ class Program:
 
     expressions: list[Expression] = field(default_factory=list)
     sections: dict[str, list[str]] = field(default_factory=dict)
+    named_values: dict[str, str] = field(default_factory=lambda: dict(NAMED_VALUES))
 
     def expression(self, code: str, where: str) -> str:
         method = f"E{len(self.expressions)}"
-        self.expressions.append(Expression(code.strip(), where, method))
+        self.expressions.append(Expression(self.substitute(code.strip(), where), where, method))
         return f"{method}(context)"
+
+    def substitute(self, code: str, where: str) -> str:
+        """Replace each ``{{named-value}}`` as APIM does; an unknown one is an error, as in APIM."""
+
+        def value(match: re.Match[str]) -> str:
+            if match[1] not in self.named_values:
+                raise ValueError(f"{where}: named value {match[1]!r} does not exist")
+            return self.named_values[match[1]]
+
+        return _NAMED_VALUE.sub(value, code)
 
     def source(self) -> str:
         lines = [USINGS, "public static class Policy", "{"]
@@ -193,6 +210,9 @@ def translate(program: Program, element: ET.Element, out: list[str], where: str)
         key = _value(program, element.attrib.get("partition-key", ""), f"{here}@partition-key")
         message = _value(program, element.text or "", here)
         out.append(f"r.LogToEventHub({json.dumps(logger)}, {key}, {message});")
+    elif tag == "forward-request":
+        buffer = element.attrib.get("buffer-response", "true")
+        out.append(f"r.ForwardRequest({json.dumps(buffer)});")
     elif tag == "include-fragment":
         for child in load_fragment(element.attrib["fragment-id"]):
             translate(program, child, out, f"{here}[{element.attrib['fragment-id']}]")
@@ -200,11 +220,12 @@ def translate(program: Program, element: ET.Element, out: list[str], where: str)
         raise ValueError(f"the harness does not model <{tag}>; add it to tests/policy_harness/runner.py")
 
 
-def program_for(policy: ET.Element) -> Program:
-    """Translate a ``<policies>`` document into a Program."""
+def program_for(policy: ET.Element, named_values: dict[str, str] | None = None) -> Program:
+    """Translate a ``<policies>`` document into a Program (``named_values`` over the shipped ones)."""
     if policy.tag != "policies":
         raise ValueError("expected <policies>")
     program = Program()
+    program.named_values.update(named_values or {})
     for section in policy:
         if section.tag not in SECTIONS:
             raise ValueError(f"unknown section <{section.tag}>")
@@ -232,8 +253,8 @@ def mono_available() -> bool:
 class CompiledPolicy:
     """A policy compiled with ``mcs -langversion:7`` into an executable that plays scenarios."""
 
-    def __init__(self, policy: ET.Element, workdir: Path) -> None:
-        self.program = program_for(policy)
+    def __init__(self, policy: ET.Element, workdir: Path, named_values: dict[str, str] | None = None) -> None:
+        self.program = program_for(policy, named_values)
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         source = workdir / "Policy.cs"
