@@ -297,6 +297,75 @@ def cmd_budgets_check(args: argparse.Namespace, console: Any) -> int:
     return 0
 
 
+def print_reconciliation(run: Any, console: Any) -> None:
+    """The reconciliation by meter, its totals and coverage, and where its files are."""
+    from rich.table import Table
+
+    table = Table(
+        title=f"Reconciliation {run.result.month}: Azure cost export vs chargeback", title_justify="left"
+    )
+    for name in (
+        "model",
+        "type",
+        "meter",
+        "billed",
+        "ours",
+        "variance",
+        "billed tokens",
+        "our tokens",
+        "cause",
+    ):
+        table.add_column(name, justify="left" if name in ("model", "type", "meter", "cause") else "right")
+    for line in run.result.lines:
+        table.add_row(
+            line.model,
+            line.deployment_type,
+            line.meter,
+            f"{line.billed_cost:,.2f}",
+            f"{line.our_cost:,.2f}",
+            f"{line.variance:,.2f}",
+            f"{line.billed_tokens:,.0f}",
+            f"{line.our_tokens:,.0f}",
+            ", ".join(line.causes),
+        )
+    console.print(table)
+    for currency, t in sorted(run.summary["totals"].items()):
+        console.print(
+            f"{currency}: invoice {t['billedCost']}, chargeback {t['ourCost']}, variance {t['variance']} "
+            f"= quantity {t['quantityGap']} + price {t['priceGap']} + discount {t['discount']} "
+            f"+ unpriced {t['unpriced']}; coverage {t['coveragePct']} %"
+        )
+    for cause, amount in run.summary["causes"].items():
+        console.print(f"  {cause}: {amount}")
+    console.print(f"Reconciliation CSV: {run.csv}")
+    console.print(f"Reconciliation manifest: {run.manifest}")
+
+
+def reconcile_month(settings: Settings, month: str, files: Sequence[Path]) -> Any:
+    """Publish (or reuse) the month's statement, then reconcile it with the cost export files."""
+    from chargeback.jobs.exports import export_store, file_name, run_statement
+    from chargeback.jobs.reconcile import reconcile_files
+
+    publication = run_statement(settings, month)
+    store = export_store(settings)
+    focus = store.read(file_name(month, publication.version, "focus.csv")) or b""
+    return reconcile_files(
+        month,
+        files,
+        focus_csv=focus,
+        statement=file_name(month, publication.version, "manifest.json"),
+        store=store,
+        version=publication.version,
+    )
+
+
+def cmd_reconcile(args: argparse.Namespace, console: Any) -> int:
+    """Statement vs the Azure Cost Management export (FOCUS) of the same month, by meter."""
+    settings = _settings(args)
+    print_reconciliation(reconcile_month(settings, args.month, args.cost_export), console)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; every command and option is documented in the README."""
     parser = argparse.ArgumentParser(prog="chargeback", description=__doc__.splitlines()[0])
@@ -361,6 +430,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rollup.add_argument("--budgets", type=Path, help="budgets CSV (BUDGETS_PATH)")
     rollup.set_defaults(handler=cmd_rollup)
+
+    reconcile = commands.add_parser(
+        "reconcile", help="compare a month's statement with the Azure cost export (FOCUS) by meter"
+    )
+    reconcile.add_argument("--month", required=True, help="month to reconcile, YYYY-MM")
+    reconcile.add_argument(
+        "--cost-export",
+        type=Path,
+        nargs="+",
+        required=True,
+        metavar="FILE",
+        help="Cost Management FOCUS export: CSV, .csv.gz or Parquet files, or a folder of them",
+    )
+    reconcile.add_argument("--db", type=Path, help="DuckDB store file (CHARGEBACK_DUCKDB_PATH)")
+    reconcile.add_argument("--out", type=Path, help="exports folder (EXPORTS_PATH)")
+    reconcile.add_argument("--deployments", type=Path, help="deployments map CSV (DEPLOYMENTS_PATH)")
+    reconcile.add_argument("--budgets", type=Path, help="budgets CSV (BUDGETS_PATH)")
+    reconcile.set_defaults(handler=cmd_reconcile)
 
     budgets = commands.add_parser("budgets", help="budget checks and alerts")
     budget_commands = budgets.add_subparsers(dest="budgets_command", required=True, metavar="ACTION")
