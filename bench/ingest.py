@@ -34,9 +34,9 @@ def bare_loop(path: Path) -> int:
 
 def pipeline(path: Path, workdir: Path, batch_size: int) -> int:
     """The CLI's ingest loop into a DuckDB file and a dead-letter folder."""
-    from chargeback.cli import read_messages
     from chargeback.core.pricing import Pricer
     from chargeback.edges.deadletter import LocalDeadLetterStore
+    from chargeback.edges.jsonl import read_messages
     from chargeback.edges.store import DuckDBStore
     from chargeback.jobs.ingest import IngestSummary, ingest_batch
 

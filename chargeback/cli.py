@@ -1,67 +1,26 @@
 """Command line: ``chargeback ingest``, ``chargeback demo`` (and ``python -m chargeback``).
 
-Only argument handling and printing live here; the work is the library's (``chargeback.jobs.ingest``,
-``chargeback.demo``). Errors of the library become a one-line message and exit code 2.
+Only argument handling lives here: ``chargeback.wiring`` turns settings into the jobs' edges,
+``chargeback.console`` prints, the jobs do the work (``chargeback.demo`` is a sibling entry point,
+never imported the other way). Errors of the library become a one-line message and exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import gzip
 import logging
 import os
 import sys
-from collections.abc import Iterator, Sequence
-from decimal import Decimal
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from chargeback import __version__
-from chargeback.core.pipeline import Message, Source
+from chargeback import __version__, wiring
+from chargeback.console import ingest_files, print_alerts, print_statement, print_summary
+from chargeback.edges.jsonl import DEFAULT_BATCH
 from chargeback.errors import ChargebackError
-from chargeback.jobs.ingest import IngestSummary, ingest_batch
 from chargeback.settings import Settings
-
-# Events per batch. Large batches matter for speed: DuckDB commits (WAL, index) once per batch, and
-# 10,000 rows per insert is ~1.5x the rows/s of 2,000 (bench/ingest.py). Memory stays bounded by
-# DEFAULT_BATCH_BYTES too, since one body can be up to 1 MB.
-DEFAULT_BATCH = 10_000
-DEFAULT_BATCH_BYTES = 32 * 1024 * 1024
-
-
-def _open(path: Path) -> IO[bytes]:
-    if str(path) == "-":
-        return sys.stdin.buffer
-    if path.suffix == ".gz":
-        return gzip.GzipFile(path, "rb")  # type: ignore[return-value]  # GzipFile is a binary IO
-    return path.open("rb")
-
-
-def read_messages(
-    path: Path, batch_size: int = DEFAULT_BATCH, max_bytes: int = DEFAULT_BATCH_BYTES
-) -> Iterator[tuple[list[Message], int]]:
-    """Batches of messages from a JSONL file (one Event Hub body per line), with bytes consumed.
-
-    Streams the file: memory is bounded by the batch size and by ``max_bytes`` of bodies (a batch
-    closes at whichever comes first) whatever the file's size. Blank lines are skipped; every other
-    line is a message, good or bad.
-    """
-    batch: list[Message] = []
-    consumed = 0
-    name = str(path)
-    with _open(path) as handle:
-        for number, line in enumerate(handle, start=1):
-            consumed += len(line)
-            body = line.rstrip(b"\r\n")
-            if not body or body.isspace():
-                continue
-            batch.append(Message(body, Source("file", name, str(number))))
-            if len(batch) >= batch_size or consumed >= max_bytes:
-                yield batch, consumed
-                batch, consumed = [], 0
-    if batch or consumed:
-        yield batch, consumed
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -76,76 +35,6 @@ def _settings(args: argparse.Namespace) -> Settings:
     }
     chosen: dict[str, Any] = {key: str(value) for key, value in overrides.items() if value}
     return dataclasses.replace(settings, **chosen)
-
-
-def ingest_files(
-    paths: Sequence[Path], settings: Settings, *, batch_size: int, progress: bool
-) -> IngestSummary:
-    """Ingest JSONL files with the same pipeline as the Function, showing progress on a terminal."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from chargeback.wiring import build_deadletter, build_pricer, build_writer
-
-    pricer, writer, deadletter = build_pricer(settings), build_writer(settings), build_deadletter(settings)
-    total = IngestSummary()
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
-    with Progress(*columns, disable=not progress, transient=True) as bar:
-        for path in paths:
-            size = path.stat().st_size if str(path) != "-" and path.suffix != ".gz" else None
-            task = bar.add_task(f"ingest {path.name}", total=size)
-            for batch, consumed in read_messages(path, batch_size):
-                total.add(ingest_batch(batch, pricer=pricer, writer=writer, deadletter=deadletter))
-                bar.advance(task, consumed)
-    return total
-
-
-def _money(value: Decimal) -> str:
-    return f"{value:,.4f}"
-
-
-def print_summary(summary: IngestSummary, console: Any) -> None:
-    """Readable tables: outcomes, reasons, usage sources, pricing statuses, cost per subscription."""
-    from rich.table import Table
-
-    outcomes = Table(title="Outcome", title_justify="left")
-    outcomes.add_column("outcome")
-    outcomes.add_column("events", justify="right")
-    for label, count in (
-        ("received", summary.received),
-        ("written", summary.written),
-        ("duplicate (already charged)", summary.duplicates),
-        ("dead-lettered", summary.dead_lettered),
-    ):
-        outcomes.add_row(label, f"{count:,}")
-    console.print(outcomes)
-    for title, counter in (
-        ("Dead-letter reasons", summary.reasons),
-        ("Usage source (rows written)", summary.usage_sources),
-        ("Pricing status (rows written)", summary.pricing_statuses),
-    ):
-        if not counter:
-            continue
-        table = Table(title=title, title_justify="left")
-        table.add_column("value")
-        table.add_column("events", justify="right")
-        for key, count in counter.most_common():
-            table.add_row(key, f"{count:,}")
-        console.print(table)
-    if summary.cost_by_subscription:
-        costs = Table(title="Cost per subscription (rows written this run)", title_justify="left")
-        for name, justify in (
-            ("subscription", "left"),
-            ("name", "left"),
-            ("requests", "right"),
-            ("cost", "right"),
-        ):
-            costs.add_column(name, justify=justify)  # type: ignore[arg-type]
-        costs.add_column("currency")
-        ranked = sorted(summary.cost_by_subscription.items(), key=lambda item: item[1], reverse=True)
-        for (sub_id, sub_name, currency), cost in ranked:
-            requests = summary.requests_by_subscription[(sub_id, sub_name, currency)]
-            costs.add_row(sub_id, sub_name, f"{requests:,}", _money(cost), currency)
-        console.print(costs)
 
 
 def cmd_ingest(args: argparse.Namespace, console: Any) -> int:
@@ -178,25 +67,17 @@ def cmd_replay(args: argparse.Namespace, console: Any) -> int:
         settings = dataclasses.replace(
             settings, deadletter_container="", deadletter_path=str(args.from_folder)
         )
-    source: replay.ReplaySource
-    if settings.deadletter_container:
-        from chargeback.edges.blob import BlobDeadLetterStore
-
-        source = BlobDeadLetterStore.from_settings(settings)
-    else:
-        source = replay.LocalReplayFolder(settings.deadletter_path)
+    source = wiring.build_replay_source(settings)
     reasons = replay.parse_reasons(args.reason)
     if args.to == "eventhub":
-        producer = replay.event_hub_producer(settings)
+        producer = wiring.build_event_hub_producer(settings)
         with producer:
             report = replay.replay_to_event_hub(source, producer, reasons=reasons, dry_run=args.dry_run)
     else:
-        from chargeback.wiring import build_pricer, build_writer
-
         report = replay.replay_to_pipeline(
             source,
-            pricer=build_pricer(settings),
-            writer=build_writer(settings),
+            pricer=wiring.build_pricer(settings),
+            writer=wiring.build_writer(settings),
             reasons=reasons,
             dry_run=args.dry_run,
         )
@@ -220,58 +101,10 @@ def cmd_replay(args: argparse.Namespace, console: Any) -> int:
     return 0
 
 
-def print_statement(settings: Settings, publication: Any, console: Any) -> None:
-    """The month's finance summary (from the published CSV) and where both CSVs are."""
-    import csv
-    import io
-
-    from rich.table import Table
-
-    from chargeback.jobs.exports import export_store, file_name
-
-    data = export_store(settings).read(file_name(publication.month, publication.version, "summary.csv"))
-    rows = list(csv.DictReader(io.StringIO((data or b"").decode("utf-8"))))
-    table = Table(
-        title=f"Chargeback {publication.month} (version {publication.version})", title_justify="left"
-    )
-    columns = (
-        "SubscriptionId",
-        "CostCenter",
-        "Requests",
-        "TotalCost",
-        "AllocatedCost",
-        "Budget",
-        "BudgetUsedPct",
-    )
-    for name in columns:
-        table.add_column(name, justify="left" if name in ("SubscriptionId", "CostCenter") else "right")
-    for row in rows:
-        table.add_row(
-            *(row[name] + (" %" if name == "BudgetUsedPct" and row[name] else "") for name in columns)
-        )
-    console.print(table)
-    state = "published" if publication.created else "unchanged, already published"
-    console.print(f"FOCUS CSV:   {publication.focus} ({state})")
-    console.print(f"Summary CSV: {publication.summary}")
-    console.print(f"Manifest:    {publication.manifest}")
-
-
-def print_alerts(rows: Sequence[Any], console: Any) -> None:
-    """The alerts a budget check raised."""
-    if not rows:
-        console.print("No new budget alerts.")
-        return
-    console.print(f"[bold]{len(rows)} new alert(s)[/bold] (AOAIChargebackAlerts_CL):")
-    for row in rows:
-        console.print(f"  {row['AlertKind']}: {row['Message']}", markup=False)
-
-
 def cmd_rollup(args: argparse.Namespace, console: Any) -> int:
     """Monthly statement: KQL rollup, FOCUS + summary CSVs (a new version only if the data changed)."""
-    from chargeback.jobs.exports import run_statement
-
     settings = _settings(args)
-    publication = run_statement(settings, args.month)
+    publication = wiring.monthly_statement(settings, args.month)
     print_statement(settings, publication, console)
     return 0
 
@@ -280,13 +113,12 @@ def cmd_budgets_check(args: argparse.Namespace, console: Any) -> int:
     """Budget check of a month (default: this one) as of now or --as-of; raises new alerts."""
     from datetime import UTC, datetime
 
-    from chargeback.jobs.alerts import run_budget_check
     from chargeback.jobs.rollup import month_of
 
     settings = _settings(args)
     now = datetime.fromisoformat(args.as_of.replace("Z", "+00:00")) if args.as_of else datetime.now(UTC)
     now = now if now.tzinfo else now.replace(tzinfo=UTC)
-    check, raised = run_budget_check(settings, args.month or month_of(now), now)
+    check, raised = wiring.budget_check(settings, args.month or month_of(now), now)
     for spend in check.spends:
         used = f"{spend.used_pct:.1f} %" if spend.used_pct is not None else "no budget"
         console.print(

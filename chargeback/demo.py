@@ -19,6 +19,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from chargeback import wiring
+from chargeback.console import ingest_files, print_alerts, print_statement, print_summary
 from chargeback.settings import Settings
 
 WORDS = [
@@ -325,8 +327,6 @@ def write_config(workdir: Path, month: str, base_card: Path) -> tuple[Path, Path
 
 def run(settings: Settings, console: Any, *, month: str | None, events: int, seed: int) -> int:
     """Generate, ingest and report a month; returns the exit code."""
-    from chargeback.cli import ingest_files, print_summary
-
     month = month or last_month(datetime.now(UTC).date())
     month_bounds(month)  # validates the format early
     workdir = Path(settings.chargeback_duckdb_path).parent / "demo"
@@ -346,14 +346,10 @@ def run(settings: Settings, console: Any, *, month: str | None, events: int, see
     print_summary(summary, console)
 
     from chargeback.edges.store import DuckDBStore
-    from chargeback.wiring import build_writer
 
-    store = build_writer(settings)
+    store = wiring.build_writer(settings)
     if not isinstance(store, DuckDBStore):
         return 0
-    from chargeback.cli import print_alerts, print_statement
-    from chargeback.jobs.alerts import run_budget_check
-    from chargeback.jobs.exports import run_statement
 
     # The daily budget timer, replayed over the month (06:00 UTC each day, then at the close):
     # forecast alerts fire early, actual ones when crossed, each only once.
@@ -361,10 +357,10 @@ def run(settings: Settings, console: Any, *, month: str | None, events: int, see
     raised: list[Any] = []
     day = start + timedelta(hours=6)
     while day < end:
-        raised.extend(run_budget_check(settings, month, day)[1])
+        raised.extend(wiring.budget_check(settings, month, day)[1])
         day += timedelta(days=1)
-    raised.extend(run_budget_check(settings, month, end)[1])
-    publication = run_statement(settings, month)
+    raised.extend(wiring.budget_check(settings, month, end)[1])
+    publication = wiring.monthly_statement(settings, month)
     print_statement(settings, publication, console)
     print_alerts(raised, console)
     console.print(f"Store: {settings.chargeback_duckdb_path}   Dead-letters: {settings.deadletter_path}")

@@ -12,32 +12,18 @@ from dataclasses import dataclass, fields
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
-from urllib.parse import urlparse
 
+from chargeback.edges.endpoints import check_endpoint, is_local_endpoint
 from chargeback.errors import ConfigError
 
+__all__ = ["SINKS", "Settings", "check_endpoint", "default_config_path", "is_local_endpoint"]
+
 SINKS = ("duckdb", "loganalytics")
-LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 
 
 def default_config_path(name: str) -> Path:
     """Path of a configuration file shipped inside the package (rate card, deployments, budgets)."""
     return Path(str(resources.files("chargeback").joinpath("config", name)))
-
-
-def is_local_endpoint(url: str) -> bool:
-    """True for the local stand-ins (Azurite, the local Log Analytics server): no credential needed."""
-    return (urlparse(url).hostname or "").lower() in LOCAL_HOSTS
-
-
-def check_endpoint(name: str, url: str) -> str:
-    """An endpoint must be https, unless it points at a local stand-in."""
-    parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise ConfigError(f"{name}={url!r} is not an http(s) URL")
-    if parsed.scheme == "http" and not is_local_endpoint(url):
-        raise ConfigError(f"{name}={url!r} must use https (plain http is only for localhost stand-ins)")
-    return url.rstrip("/")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,10 @@
-"""Assembly of the edges from ``Settings``: which writer, which dead-letter store, which rate card.
+"""The one place settings become objects: writers, stores, runners, sinks, clients and config.
 
-The Function App and the command line both build their pipeline here, so they cannot drift. Built
-objects are cached per process (a warm Function instance reuses its DuckDB connection and its
-parsed rate card) and keyed by the settings and the config files' modification times, so an
-edited rate card is picked up without a restart.
+The Function App, the command line and the demo all build their edges here, so they cannot drift;
+the jobs (ingest, replay, monthly statement, budget check) take what is built here as arguments
+and never read settings themselves. Built objects are cached per process (a warm Function instance
+reuses its DuckDB connection and its parsed rate card) and keyed by the settings and the config
+files' modification times, so an edited rate card is picked up without a restart.
 """
 
 from __future__ import annotations
@@ -12,16 +13,30 @@ import logging
 import os
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from chargeback.core.pipeline import Message, Source
-from chargeback.core.pricing import Pricer
+from chargeback.core.pipeline import Message, Row, Source
+from chargeback.core.pricing import Deployment, Pricer
+from chargeback.edges.endpoints import is_local_endpoint
+from chargeback.edges.kqlrun import KqlRunner
 from chargeback.edges.sinks import DeadLetterStore, UsageWriter
 from chargeback.errors import ConfigError
 from chargeback.jobs.ingest import IngestSummary, ingest_batch
 from chargeback.settings import Settings
+
+if TYPE_CHECKING:
+    from azure.eventhub import EventHubProducerClient
+    from azure.storage.blob import BlobServiceClient
+
+    from chargeback.edges.blob import BlobDeadLetterStore
+    from chargeback.edges.loganalytics import LogAnalyticsWriter
+    from chargeback.jobs.alerts import AlertSink
+    from chargeback.jobs.budgets import Budget, BudgetCheck
+    from chargeback.jobs.exports import ExportStore, Publication
+    from chargeback.jobs.replay import ReplaySource
 
 log = logging.getLogger("chargeback.wiring")
 
@@ -70,10 +85,59 @@ def build_writer(settings: Settings) -> UsageWriter:
 
         return DuckDBStore(settings.chargeback_duckdb_path)
     if settings.chargeback_sink == "loganalytics":
-        from chargeback.edges.loganalytics import LogAnalyticsWriter
-
-        return LogAnalyticsWriter.from_settings(settings)
+        return build_log_analytics_writer(settings, settings.logs_stream_name)
     raise ConfigError(f"CHARGEBACK_SINK={settings.chargeback_sink} is not available in this build")
+
+
+def build_log_analytics_writer(settings: Settings, stream_name: str, **options: Any) -> LogAnalyticsWriter:
+    """A Logs Ingestion writer on LOGS_INGESTION_ENDPOINT / LOGS_DCR_IMMUTABLE_ID for one stream."""
+    from chargeback.edges.azure_clients import logs_ingestion_client
+    from chargeback.edges.loganalytics import LogAnalyticsWriter
+
+    if not settings.logs_dcr_immutable_id:
+        raise ConfigError("LOGS_DCR_IMMUTABLE_ID is not set")
+    endpoint = settings.logs_ingestion_endpoint
+    return LogAnalyticsWriter(
+        logs_ingestion_client(endpoint, settings.azure_client_id),
+        settings.logs_dcr_immutable_id,
+        stream_name,
+        enforce_https=not is_local_endpoint(endpoint),
+        **options,
+    )
+
+
+def build_blob_service(settings: Settings, **client_options: Any) -> BlobServiceClient:
+    """The Blob service of STORAGE_BLOB_ENDPOINT (identity) or STORAGE_CONNECTION_STRING (Azurite)."""
+    from chargeback.edges.azure_clients import blob_service
+
+    return blob_service(
+        settings.storage_blob_endpoint,
+        settings.storage_connection_string,
+        settings.azure_client_id,
+        **client_options,
+    )
+
+
+def build_blob_deadletter(settings: Settings, **client_options: Any) -> BlobDeadLetterStore:
+    """The dead-letter store on DEADLETTER_CONTAINER.
+
+    Retries are bounded (3 retries, a few seconds apart) so that an unreachable account fails a
+    batch in seconds and the trigger's own retry policy takes over.
+    """
+    from azure.storage.blob import ExponentialRetry
+
+    from chargeback.edges.blob import BlobDeadLetterStore
+
+    if not settings.deadletter_container:
+        raise ConfigError("DEADLETTER_CONTAINER is not set")
+    options: dict[str, Any] = {
+        "retry_policy": ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=3),
+        "connection_timeout": 10,
+        "read_timeout": 30,
+    }
+    options.update(client_options)
+    service = build_blob_service(settings, **options)
+    return BlobDeadLetterStore(service.get_container_client(settings.deadletter_container))
 
 
 @lru_cache(maxsize=4)
@@ -84,12 +148,93 @@ def build_deadletter(settings: Settings) -> DeadLetterStore:
             raise ConfigError(
                 "DEADLETTER_CONTAINER needs STORAGE_BLOB_ENDPOINT (or STORAGE_CONNECTION_STRING for Azurite)"
             )
-        from chargeback.edges.blob import BlobDeadLetterStore
-
-        return BlobDeadLetterStore.from_settings(settings)
+        return build_blob_deadletter(settings)
     from chargeback.edges.deadletter import LocalDeadLetterStore
 
     return LocalDeadLetterStore(settings.deadletter_path)
+
+
+def build_replay_source(settings: Settings) -> ReplaySource:
+    """The dead-letters to replay: DEADLETTER_CONTAINER when set, else the DEADLETTER_PATH folder."""
+    if settings.deadletter_container:
+        return build_blob_deadletter(settings)
+    from chargeback.jobs.replay import LocalReplayFolder
+
+    return LocalReplayFolder(settings.deadletter_path)
+
+
+def build_event_hub_producer(settings: Settings) -> EventHubProducerClient:
+    """Producer on EVENTHUB__fullyQualifiedNamespace / EVENTHUB_NAME with the app's identity."""
+    from azure.eventhub import EventHubProducerClient
+
+    from chargeback.edges.azure_clients import credential
+
+    namespace = settings.eventhub__fullyqualifiednamespace
+    if not namespace or not settings.eventhub_name:
+        raise ConfigError("replay to Event Hub needs EVENTHUB__fullyQualifiedNamespace and EVENTHUB_NAME")
+    return EventHubProducerClient(
+        fully_qualified_namespace=namespace,
+        eventhub_name=settings.eventhub_name,
+        credential=credential(settings.azure_client_id),
+    )
+
+
+def build_runner(settings: Settings) -> KqlRunner:
+    """Log Analytics when a workspace is configured, else duckdb-kql on the local store."""
+    from chargeback.edges.kqlrun import LocalKqlRunner, LogAnalyticsKqlRunner
+
+    if settings.log_analytics_workspace_id:
+        from chargeback.edges.azure_clients import logs_query_client
+
+        endpoint = settings.log_analytics_query_endpoint
+        return LogAnalyticsKqlRunner(
+            logs_query_client(endpoint, settings.azure_client_id),
+            settings.log_analytics_workspace_id,
+            enforce_https=not (endpoint and is_local_endpoint(endpoint)),
+        )
+    from chargeback.edges.store import DuckDBStore
+
+    store = build_writer(settings)
+    if not isinstance(store, DuckDBStore):
+        raise ConfigError("no LOG_ANALYTICS_WORKSPACE_ID and no local DuckDB store to query")
+    return LocalKqlRunner(store.connection)
+
+
+def build_export_store(settings: Settings) -> ExportStore:
+    """The Blob container when EXPORTS_CONTAINER and storage are set, else the EXPORTS_PATH folder."""
+    from chargeback.jobs.exports import BlobExportStore, FolderExportStore
+
+    if settings.exports_container and settings.uses_blob:
+        return BlobExportStore(build_blob_service(settings).get_container_client(settings.exports_container))
+    return FolderExportStore(settings.exports_path)
+
+
+def build_alert_sink(settings: Settings) -> AlertSink:
+    """Log Analytics (alerts stream) when CHARGEBACK_SINK=loganalytics, else the local store."""
+    from chargeback.jobs.alerts import StoreAlertSink, WriterAlertSink
+
+    if settings.chargeback_sink == "loganalytics":
+        return WriterAlertSink(build_log_analytics_writer(settings, settings.logs_alerts_stream_name))
+    return StoreAlertSink(build_writer(settings))
+
+
+def load_budgets(settings: Settings) -> dict[str, Budget]:
+    """BUDGETS_PATH (or the shipped example), validated."""
+    from chargeback.jobs.budgets import load_budgets as load
+
+    return load(settings.budgets)
+
+
+def load_ptu_deployments(settings: Settings) -> tuple[Deployment, ...]:
+    """The provisioned (PTU) deployments of DEPLOYMENTS_PATH, with their monthly costs."""
+    from chargeback.core.pricing import DeploymentMap
+
+    return DeploymentMap.load(settings.deployments).ptu_deployments()
+
+
+def output_weight(settings: Settings) -> Decimal:
+    """PTU_OUTPUT_WEIGHT: how many input tokens one output token counts as (validated by Settings)."""
+    return Decimal(settings.ptu_output_weight)
 
 
 def _iso(value: datetime | None) -> str:
@@ -150,44 +295,68 @@ def describe(settings: Settings) -> dict[str, Any]:
     }
 
 
-def handle_monthly_rollup(now: datetime | None = None, environ: Mapping[str, str] | None = None) -> Any:
+def monthly_statement(settings: Settings, month: str, now: datetime | None = None) -> Publication:
+    """``chargeback rollup --month``: the month's statement, published as a new version if changed."""
+    from chargeback.jobs.exports import run_statement
+
+    return run_statement(
+        build_runner(settings),
+        build_export_store(settings),
+        month,
+        budgets=load_budgets(settings),
+        ptu_deployments=load_ptu_deployments(settings),
+        output_weight=output_weight(settings),
+        now=now or datetime.now(UTC),
+    )
+
+
+def budget_check(settings: Settings, month: str, now: datetime) -> tuple[BudgetCheck, list[Row]]:
+    """``chargeback budgets check``: one month's budgets as of ``now``; returns the check and new alerts."""
+    from chargeback.jobs.alerts import run_budget_check
+
+    return run_budget_check(
+        build_runner(settings),
+        build_alert_sink(settings),
+        month,
+        now,
+        budgets=load_budgets(settings),
+        ptu_deployments=load_ptu_deployments(settings),
+        output_weight=output_weight(settings),
+        webhook_url=settings.alert_webhook_url,
+    )
+
+
+def handle_monthly_rollup(
+    now: datetime | None = None, environ: Mapping[str, str] | None = None
+) -> Publication | None:
     """Monthly statement timer (runs daily, idempotent): publish the due month if not yet published.
 
-    The due month is the last closed month whose ROLLUP_GRACE_HOURS have passed (late events are
-    in). Once its statement exists, later runs do nothing; ``chargeback rollup --month`` re-runs a
-    month on purpose (a new version only if the data changed). Returns the Publication or None.
+    The job is ``jobs.exports.close_due_month``; this builds its edges from the settings. Returns
+    the Publication, or None when the due month was already published.
     """
-    from chargeback.jobs.exports import due_month, export_store, published_version, run_statement
+    from chargeback.jobs.exports import close_due_month
 
     settings = Settings.from_env(os.environ if environ is None else environ)
-    now = now or datetime.now(UTC)
-    month = due_month(now, settings.rollup_grace_hours)
-    store = export_store(settings)
-    version = published_version(store, month)
-    if version:
-        log.info("monthly rollup: %s already published (version %d); nothing to do", month, version)
-        return None
-    publication = run_statement(settings, month, store=store, now=now)
-    log.info("monthly rollup: %s published as version %d: %s", month, publication.version, publication.focus)
-    return publication
+    return close_due_month(
+        build_runner(settings),
+        build_export_store(settings),
+        now=now or datetime.now(UTC),
+        grace_hours=settings.rollup_grace_hours,
+        budgets=load_budgets(settings),
+        ptu_deployments=load_ptu_deployments(settings),
+        output_weight=output_weight(settings),
+    )
 
 
-def handle_budget_check(now: datetime | None = None, environ: Mapping[str, str] | None = None) -> list[Any]:
+def handle_budget_check(now: datetime | None = None, environ: Mapping[str, str] | None = None) -> list[Row]:
     """Daily budget timer: check this month (and last month until its grace ends); returns new alerts."""
-    from datetime import timedelta
-
-    from chargeback.jobs.alerts import run_budget_check
-    from chargeback.jobs.rollup import month_of, month_window, previous_month
+    from chargeback.jobs.alerts import budget_check_months
 
     settings = Settings.from_env(os.environ if environ is None else environ)
     now = now or datetime.now(UTC)
-    months = [month_of(now)]
-    last = previous_month(months[0])
-    if now < month_window(last)[1] + timedelta(hours=settings.rollup_grace_hours, days=1):
-        months.insert(0, last)
-    raised: list[Any] = []
+    months = budget_check_months(now, settings.rollup_grace_hours)
+    raised: list[Row] = []
     for month in months:
-        _, rows = run_budget_check(settings, month, now)
-        raised.extend(rows)
+        raised.extend(budget_check(settings, month, now)[1])
     log.info("budget check %s: %d new alert(s)", ", ".join(months), len(raised))
     return raised

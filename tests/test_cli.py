@@ -12,7 +12,7 @@ import duckdb
 import pytest
 
 from chargeback import wiring as runtime
-from chargeback.cli import main, read_messages
+from chargeback.cli import main
 from tests.conftest import make_event, to_body
 
 
@@ -27,14 +27,6 @@ def fresh_runtime():
 def write_jsonl(path: Path, bodies: list[bytes]) -> Path:
     path.write_bytes(b"\n".join(bodies) + b"\n")
     return path
-
-
-def test_read_messages_streams_in_bounded_batches_and_skips_blank_lines(tmp_path: Path):
-    """Batches never exceed the batch size; blank lines are not messages; line numbers are kept."""
-    path = write_jsonl(tmp_path / "e.jsonl", [b"a", b"", b"b", b"c", b"  ", b"d", b"e"])
-    batches = [batch for batch, _ in read_messages(path, batch_size=2)]
-    assert [[m.body for m in b] for b in batches] == [[b"a", b"b"], [b"c", b"d"], [b"e"]]
-    assert [m.source.position for m in batches[0]] == ["1", "3"]
 
 
 def test_ingest_writes_rows_dead_letters_and_prints_a_summary(tmp_path: Path, config_files, capsys):
@@ -162,10 +154,3 @@ def test_demo_generates_ingests_and_reports_a_month(tmp_path: Path, monkeypatch:
     lines = (tmp_path / "demo" / "events-2026-10.jsonl").read_bytes().splitlines()
     assert len(lines) > 400  # redeliveries and broken events on top of the 400 calls
     assert json.loads(lines[0])["schemaVersion"] == "1"
-
-
-def test_read_messages_also_closes_a_batch_at_the_byte_bound(tmp_path: Path):
-    """Large bodies close a batch before the event count does, so memory stays bounded."""
-    path = write_jsonl(tmp_path / "big.jsonl", [b"x" * 100] * 5)
-    batches = [batch for batch, _ in read_messages(path, batch_size=1000, max_bytes=250)]
-    assert [len(b) for b in batches] == [3, 2]

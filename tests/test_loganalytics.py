@@ -207,11 +207,13 @@ def test_unserialisable_rows_fail_alone(pricer, log_analytics):
 
 
 def test_for_alerts_writes_the_alerts_stream(log_analytics):
-    """LogAnalyticsWriter.for_alerts(settings) targets LOGS_ALERTS_STREAM_NAME."""
+    """The wiring's alerts writer targets LOGS_ALERTS_STREAM_NAME."""
+    from chargeback.wiring import build_log_analytics_writer
+
     settings = Settings.from_env(
         {"LOGS_INGESTION_ENDPOINT": log_analytics.endpoint, "LOGS_DCR_IMMUTABLE_ID": "dcr-local"}
     )
-    writer = LogAnalyticsWriter.for_alerts(settings)
+    writer = build_log_analytics_writer(settings, settings.logs_alerts_stream_name)
     assert writer.stream_name == "Custom-AOAIChargebackAlerts_CL"
     assert writer.enforce_https is False
     result = writer.write([{"AlertId": "a-1", "TimeGenerated": datetime(2026, 11, 1, tzinfo=UTC)}])

@@ -164,11 +164,11 @@ def test_event_hub_groups_keep_order_within_each_partition_key():
 
 def test_event_hub_producer_needs_the_namespace_settings():
     """Without EVENTHUB__fullyQualifiedNamespace the Event Hub replay is a configuration error."""
-    from chargeback.jobs.replay import event_hub_producer
     from chargeback.settings import Settings
+    from chargeback.wiring import build_event_hub_producer
 
     with pytest.raises(ConfigError, match="EVENTHUB"):
-        event_hub_producer(Settings.from_env({}))
+        build_event_hub_producer(Settings.from_env({}))
 
 
 @pytest.mark.azurite

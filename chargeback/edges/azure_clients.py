@@ -1,4 +1,7 @@
-"""Azure SDK clients built from ``Settings``, with managed identity and no secrets.
+"""Azure SDK clients from endpoints and an identity, with managed identity and no secrets.
+
+Every function takes the endpoint (and the user-assigned identity's client id, when there is one)
+as arguments: ``chargeback.wiring`` reads them from ``Settings`` and calls these.
 
 In Azure the Function App's managed identity signs every call (``AZURE_CLIENT_ID`` picks a
 user-assigned one). Elsewhere ``DefaultAzureCredential`` takes a developer's login. The local
@@ -13,8 +16,8 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
+from chargeback.edges.endpoints import is_local_endpoint
 from chargeback.errors import ConfigError
-from chargeback.settings import Settings, is_local_endpoint
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -39,16 +42,19 @@ class LocalStandInCredential:
         return AccessTokenInfo("local-stand-in", int(time.time()) + 3600)
 
 
-def credential(settings: Settings, endpoint: str = "") -> TokenCredential:
-    """Managed identity in Azure, a developer login elsewhere, a fixed token for localhost."""
+def credential(client_id: str = "", endpoint: str = "") -> TokenCredential:
+    """Managed identity in Azure, a developer login elsewhere, a fixed token for localhost.
+
+    ``client_id`` picks a user-assigned managed identity (AZURE_CLIENT_ID); blank means the
+    system-assigned one. ``endpoint`` on localhost gets the local stand-in credential.
+    """
     if endpoint and is_local_endpoint(endpoint):
         return LocalStandInCredential()
     from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
-    client_id = settings.azure_client_id or None
     if os.environ.get("IDENTITY_ENDPOINT") or os.environ.get("MSI_ENDPOINT"):
-        return ManagedIdentityCredential(client_id=client_id)
-    return DefaultAzureCredential(managed_identity_client_id=client_id)
+        return ManagedIdentityCredential(client_id=client_id or None)
+    return DefaultAzureCredential(managed_identity_client_id=client_id or None)
 
 
 def _is_local_connection_string(value: str) -> bool:
@@ -59,40 +65,39 @@ def _is_local_connection_string(value: str) -> bool:
     return bool(endpoint) and is_local_endpoint(endpoint)
 
 
-def blob_service(settings: Settings, **client_options: Any) -> BlobServiceClient:
-    """Blob client: identity on STORAGE_BLOB_ENDPOINT, or Azurite through its connection string."""
+def blob_service(
+    endpoint: str = "", connection_string: str = "", client_id: str = "", **client_options: Any
+) -> BlobServiceClient:
+    """Blob client: identity on ``endpoint`` (STORAGE_BLOB_ENDPOINT), or Azurite's connection string."""
     from azure.storage.blob import BlobServiceClient
 
-    if settings.storage_blob_endpoint:
-        endpoint = settings.storage_blob_endpoint
-        return BlobServiceClient(endpoint, credential=credential(settings, endpoint), **client_options)
-    if settings.storage_connection_string:
-        if not _is_local_connection_string(settings.storage_connection_string):
+    if endpoint:
+        return BlobServiceClient(endpoint, credential=credential(client_id, endpoint), **client_options)
+    if connection_string:
+        if not _is_local_connection_string(connection_string):
             raise ConfigError(
                 "STORAGE_CONNECTION_STRING is only for Azurite on localhost; use STORAGE_BLOB_ENDPOINT "
                 "with a managed identity for a real storage account"
             )
-        return BlobServiceClient.from_connection_string(settings.storage_connection_string, **client_options)
+        return BlobServiceClient.from_connection_string(connection_string, **client_options)
     raise ConfigError(
         "no Blob Storage configured: set STORAGE_BLOB_ENDPOINT (or STORAGE_CONNECTION_STRING for Azurite)"
     )
 
 
-def logs_ingestion_client(settings: Settings, **client_options: Any) -> LogsIngestionClient:
-    """Logs Ingestion client for the data collection rule's endpoint."""
+def logs_ingestion_client(endpoint: str, client_id: str = "", **client_options: Any) -> LogsIngestionClient:
+    """Logs Ingestion client for the data collection rule's endpoint (LOGS_INGESTION_ENDPOINT)."""
     from azure.monitor.ingestion import LogsIngestionClient
 
-    endpoint = settings.logs_ingestion_endpoint
     if not endpoint:
         raise ConfigError("LOGS_INGESTION_ENDPOINT is not set")
-    return LogsIngestionClient(endpoint, credential(settings, endpoint), **client_options)
+    return LogsIngestionClient(endpoint, credential(client_id, endpoint), **client_options)
 
 
-def logs_query_client(settings: Settings, **client_options: Any) -> LogsQueryClient:
-    """Log Analytics query client (public cloud unless LOG_ANALYTICS_QUERY_ENDPOINT says otherwise)."""
+def logs_query_client(endpoint: str = "", client_id: str = "", **client_options: Any) -> LogsQueryClient:
+    """Log Analytics query client (public cloud unless ``endpoint``, LOG_ANALYTICS_QUERY_ENDPOINT, is set)."""
     from azure.monitor.query import LogsQueryClient
 
-    endpoint = settings.log_analytics_query_endpoint
     if endpoint:
-        return LogsQueryClient(credential(settings, endpoint), endpoint=endpoint, **client_options)
-    return LogsQueryClient(credential(settings), **client_options)
+        return LogsQueryClient(credential(client_id, endpoint), endpoint=endpoint, **client_options)
+    return LogsQueryClient(credential(client_id), **client_options)

@@ -7,7 +7,7 @@ Blob names come from ``deadletter.batch_name`` (the first record's time and a di
 the same as the local folder's, so a repeated put of the same records overwrites the same blob
 instead of doubling them, and a single Put Blob is atomic: a reader never sees half a batch. The
 container is created on first use. In Azure the client signs with the Function's managed identity
-(``azure_clients.blob_service``: STORAGE_BLOB_ENDPOINT, Storage Blob Data Contributor); Azurite is
+(built by ``chargeback.wiring``: STORAGE_BLOB_ENDPOINT, Storage Blob Data Contributor); Azurite is
 reached with STORAGE_CONNECTION_STRING.
 
 Errors become ``SinkUnavailable`` (no answer, timeouts, 408/429/5xx: worth retrying) or
@@ -21,12 +21,11 @@ import hashlib
 import logging
 import re
 from collections.abc import Collection, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from chargeback.edges.deadletter import batch_name
 from chargeback.edges.sinks import DeadLetter
-from chargeback.errors import ConfigError, SinkError, SinkUnavailable
-from chargeback.settings import Settings
+from chargeback.errors import SinkError, SinkUnavailable
 
 if TYPE_CHECKING:
     from azure.storage.blob import ContainerClient
@@ -62,28 +61,6 @@ class BlobDeadLetterStore:
     def __init__(self, container: ContainerClient, *, timeout: int = 30) -> None:
         self.container = container
         self.timeout = timeout
-
-    @classmethod
-    def from_settings(cls, settings: Settings, **client_options: Any) -> BlobDeadLetterStore:
-        """The store for DEADLETTER_CONTAINER with STORAGE_BLOB_ENDPOINT (or Azurite's connection string).
-
-        Retries are bounded (3 retries, a few seconds apart) so that an unreachable account fails a
-        batch in seconds and the trigger's own retry policy takes over.
-        """
-        from azure.storage.blob import ExponentialRetry
-
-        from chargeback.edges.azure_clients import blob_service
-
-        if not settings.deadletter_container:
-            raise ConfigError("DEADLETTER_CONTAINER is not set")
-        options: dict[str, Any] = {
-            "retry_policy": ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=3),
-            "connection_timeout": 10,
-            "read_timeout": 30,
-        }
-        options.update(client_options)
-        service = blob_service(settings, **options)
-        return cls(service.get_container_client(settings.deadletter_container))
 
     @property
     def name(self) -> str:

@@ -47,8 +47,6 @@ from chargeback.errors import ChargebackError, ConfigError, Reason
 if TYPE_CHECKING:
     import pandas as pd
 
-    from chargeback.settings import Settings
-
 log = logging.getLogger("chargeback.edges.kqlrun")
 
 ParamValue = datetime | str | bool | int | float | Decimal
@@ -329,26 +327,3 @@ class LogAnalyticsKqlRunner:
         table = response.tables[0]
         columns = [getattr(column, "name", column) for column in table.columns]
         return columns, [list(row) for row in table.rows]
-
-
-def build_runner(settings: Settings, connection: Any = None) -> LocalKqlRunner | LogAnalyticsKqlRunner:
-    """Log Analytics when a workspace is configured, else duckdb-kql on the local store."""
-    if settings.log_analytics_workspace_id:
-        from chargeback.edges.azure_clients import logs_query_client
-        from chargeback.settings import is_local_endpoint
-
-        endpoint = settings.log_analytics_query_endpoint
-        return LogAnalyticsKqlRunner(
-            logs_query_client(settings),
-            settings.log_analytics_workspace_id,
-            enforce_https=not (endpoint and is_local_endpoint(endpoint)),
-        )
-    if connection is None:
-        from chargeback.edges.store import DuckDBStore
-        from chargeback.wiring import build_writer
-
-        store = build_writer(settings)
-        if not isinstance(store, DuckDBStore):
-            raise ConfigError("no LOG_ANALYTICS_WORKSPACE_ID and no local DuckDB store to query")
-        connection = store.connection
-    return LocalKqlRunner(connection)

@@ -39,12 +39,12 @@ import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from chargeback.core.pipeline import Row
+from chargeback.edges.endpoints import is_local_endpoint
 from chargeback.edges.sinks import FailedRow, WriteResult, row_for_json
 from chargeback.errors import ConfigError, Reason
-from chargeback.settings import Settings, is_local_endpoint
 
 if TYPE_CHECKING:
     from azure.monitor.ingestion import LogsIngestionClient
@@ -205,29 +205,6 @@ class LogAnalyticsWriter:
         self._sleep = sleep
         self._clock = clock
         self.calls = 0  # upload calls made, for benchmarks and tests
-
-    @classmethod
-    def from_settings(
-        cls, settings: Settings, stream_name: str | None = None, **options: Any
-    ) -> LogAnalyticsWriter:
-        """The writer for LOGS_INGESTION_ENDPOINT / LOGS_DCR_IMMUTABLE_ID / LOGS_STREAM_NAME."""
-        from chargeback.edges.azure_clients import logs_ingestion_client
-
-        if not settings.logs_dcr_immutable_id:
-            raise ConfigError("LOGS_DCR_IMMUTABLE_ID is not set")
-        client = logs_ingestion_client(settings)
-        return cls(
-            client,
-            settings.logs_dcr_immutable_id,
-            stream_name or settings.logs_stream_name,
-            enforce_https=not is_local_endpoint(settings.logs_ingestion_endpoint),
-            **options,
-        )
-
-    @classmethod
-    def for_alerts(cls, settings: Settings, **options: Any) -> LogAnalyticsWriter:
-        """The same writer on LOGS_ALERTS_STREAM_NAME, for budget alert rows."""
-        return cls.from_settings(settings, settings.logs_alerts_stream_name, **options)
 
     # ------------------------------------------------------------------------------------------
 

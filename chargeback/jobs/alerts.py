@@ -20,15 +20,17 @@ import json
 import logging
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any, Protocol
 
 from chargeback.core.pipeline import Row
+from chargeback.core.pricing import Deployment
 from chargeback.core.schema import ALERTS_TABLE
 from chargeback.edges.kqlrun import KqlRunner
-from chargeback.jobs.budgets import AlertCandidate, BudgetCheck
-from chargeback.jobs.rollup import month_window, to_text
+from chargeback.jobs.budgets import AlertCandidate, Budget, BudgetCheck, check_budgets
+from chargeback.jobs.rollup import DEFAULT_OUTPUT_WEIGHT, month_of, month_window, previous_month, to_text
 
 log = logging.getLogger("chargeback.jobs.alerts")
 
@@ -157,41 +159,27 @@ def post_webhook(url: str, rows: Sequence[Row], timeout: float = WEBHOOK_TIMEOUT
     return True
 
 
-def alert_sink(settings: Any) -> AlertSink:
-    """Log Analytics (alerts stream) when CHARGEBACK_SINK=loganalytics, else the local store."""
-    if settings.chargeback_sink == "loganalytics":
-        from chargeback.edges.loganalytics import LogAnalyticsWriter
-
-        return WriterAlertSink(LogAnalyticsWriter.for_alerts(settings))
-    from chargeback.wiring import build_writer
-
-    return StoreAlertSink(build_writer(settings))
+def budget_check_months(now: datetime, grace_hours: int) -> list[str]:
+    """Months the daily check looks at: this month, and last month until its grace period ends."""
+    months = [month_of(now)]
+    last = previous_month(months[0])
+    if now < month_window(last)[1] + timedelta(hours=grace_hours, days=1):
+        months.insert(0, last)
+    return months
 
 
 def run_budget_check(
-    settings: Any,
+    runner: KqlRunner,
+    sink: AlertSink,
     month: str,
     now: datetime,
     *,
-    runner: KqlRunner | None = None,
-    sink: AlertSink | None = None,
+    budgets: Mapping[str, Budget],
+    ptu_deployments: Sequence[Deployment],
+    output_weight: Decimal = DEFAULT_OUTPUT_WEIGHT,
+    webhook_url: str = "",
 ) -> tuple[BudgetCheck, list[Row]]:
     """Check a month's budgets as of ``now`` and raise the new alerts."""
-    from chargeback.core.pricing import DeploymentMap
-    from chargeback.edges.kqlrun import build_runner
-    from chargeback.jobs.budgets import check_budgets, load_budgets
-    from chargeback.jobs.rollup import output_weight
-
-    runner = runner or build_runner(settings)
-    check = check_budgets(
-        runner,
-        load_budgets(settings.budgets),
-        DeploymentMap.load(settings.deployments).ptu_deployments(),
-        month,
-        now,
-        output_weight=output_weight(settings),
-    )
-    raised = raise_alerts(
-        check, runner, sink or alert_sink(settings), now=now, webhook_url=settings.alert_webhook_url
-    )
+    check = check_budgets(runner, budgets, ptu_deployments, month, now, output_weight=output_weight)
+    raised = raise_alerts(check, runner, sink, now=now, webhook_url=webhook_url)
     return check, raised

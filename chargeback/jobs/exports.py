@@ -33,13 +33,13 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
 from chargeback.core.pricing import Deployment
-from chargeback.edges.kqlrun import load_query
+from chargeback.edges.kqlrun import KqlRunner, load_query
 from chargeback.jobs.budgets import Budget
 from chargeback.jobs.rollup import (
     CENT,
@@ -49,8 +49,12 @@ from chargeback.jobs.rollup import (
     Rollup,
     allocate_ptu,
     meter_charges,
+    month_of,
+    month_window,
+    previous_month,
     ptu_weighted_tokens,
     rollup_ptu_lines,
+    run_rollup,
     subscription_totals,
 )
 
@@ -628,25 +632,12 @@ def publish(store: ExportStore, statement: Statement, *, now: datetime | None = 
     return pub(version, True)
 
 
-def export_store(settings: Any) -> ExportStore:
-    """The Blob container when EXPORTS_CONTAINER and storage are set, else the EXPORTS_PATH folder."""
-    if settings.exports_container and settings.uses_blob:
-        from chargeback.edges.azure_clients import blob_service
-
-        return BlobExportStore(blob_service(settings).get_container_client(settings.exports_container))
-    return FolderExportStore(settings.exports_path)
-
-
 # ------------------------------------------------------------------------------------------------
 # The monthly job
 
 
 def due_month(now: datetime, grace_hours: int) -> str:
     """The latest closed month whose grace period (ROLLUP_GRACE_HOURS after its end) has passed."""
-    from datetime import timedelta
-
-    from chargeback.jobs.rollup import month_of, month_window, previous_month
-
     month = previous_month(month_of(now))
     while month_window(month)[1] + timedelta(hours=grace_hours) > now.astimezone(UTC):
         month = previous_month(month)
@@ -654,25 +645,51 @@ def due_month(now: datetime, grace_hours: int) -> str:
 
 
 def run_statement(
-    settings: Any,
+    runner: KqlRunner,
+    store: ExportStore,
     month: str,
     *,
-    runner: Any = None,
-    store: ExportStore | None = None,
-    now: datetime | None = None,
+    budgets: Mapping[str, Budget],
+    ptu_deployments: Sequence[Deployment],
+    output_weight: Decimal = DEFAULT_OUTPUT_WEIGHT,
+    now: datetime,
 ) -> Publication:
     """Roll up a month (KQL), render both CSVs and publish them (a new version only if changed)."""
-    from chargeback.core.pricing import DeploymentMap
-    from chargeback.edges.kqlrun import build_runner
-    from chargeback.jobs.budgets import load_budgets
-    from chargeback.jobs.rollup import output_weight, run_rollup
-
-    runner = runner or build_runner(settings)
-    rollup = run_rollup(runner, month)
     statement = build_statement(
-        rollup,
-        load_budgets(settings.budgets),
-        DeploymentMap.load(settings.deployments).ptu_deployments(),
-        output_weight=output_weight(settings),
+        run_rollup(runner, month), budgets, ptu_deployments, output_weight=output_weight
     )
-    return publish(store or export_store(settings), statement, now=now)
+    return publish(store, statement, now=now)
+
+
+def close_due_month(
+    runner: KqlRunner,
+    store: ExportStore,
+    *,
+    now: datetime,
+    grace_hours: int,
+    budgets: Mapping[str, Budget],
+    ptu_deployments: Sequence[Deployment],
+    output_weight: Decimal = DEFAULT_OUTPUT_WEIGHT,
+) -> Publication | None:
+    """The monthly timer's job (runs daily, idempotent): publish the due month if not yet published.
+
+    The due month is the last closed month whose grace hours have passed (late events are in).
+    Once its statement exists, later runs do nothing (None); ``chargeback rollup --month`` re-runs
+    a month on purpose (a new version only if the data changed).
+    """
+    month = due_month(now, grace_hours)
+    version = published_version(store, month)
+    if version:
+        log.info("monthly rollup: %s already published (version %d); nothing to do", month, version)
+        return None
+    publication = run_statement(
+        runner,
+        store,
+        month,
+        budgets=budgets,
+        ptu_deployments=ptu_deployments,
+        output_weight=output_weight,
+        now=now,
+    )
+    log.info("monthly rollup: %s published as version %d: %s", month, publication.version, publication.focus)
+    return publication

@@ -37,7 +37,6 @@ from chargeback.edges.deadletter import LocalDeadLetterStore
 from chargeback.edges.sinks import DeadLetter, DeadLetterStore, UsageWriter
 from chargeback.errors import ConfigError, Reason
 from chargeback.jobs.ingest import IngestSummary, ingest_batch
-from chargeback.settings import Settings
 
 if TYPE_CHECKING:
     from azure.eventhub import EventHubProducerClient
@@ -269,22 +268,6 @@ def event_hub_groups(records: Iterable[DeadLetter]) -> dict[str | None, list[Dea
     for record in records:
         groups.setdefault(partition_key_for(record.message.body), []).append(record)
     return groups
-
-
-def event_hub_producer(settings: Settings) -> EventHubProducerClient:
-    """Producer on EVENTHUB__fullyQualifiedNamespace / EVENTHUB_NAME with the app's identity."""
-    from azure.eventhub import EventHubProducerClient
-
-    from chargeback.edges.azure_clients import credential
-
-    namespace = settings.eventhub__fullyqualifiednamespace
-    if not namespace or not settings.eventhub_name:
-        raise ConfigError("replay to Event Hub needs EVENTHUB__fullyQualifiedNamespace and EVENTHUB_NAME")
-    return EventHubProducerClient(
-        fully_qualified_namespace=namespace,
-        eventhub_name=settings.eventhub_name,
-        credential=credential(settings),
-    )
 
 
 def replay_to_event_hub(

@@ -33,7 +33,6 @@ from typing import Any
 from chargeback.core.pricing import Deployment
 from chargeback.edges.kqlrun import KqlRunner
 from chargeback.errors import ConfigError
-from chargeback.settings import Settings
 
 log = logging.getLogger("chargeback.jobs.rollup")
 
@@ -415,8 +414,3 @@ def allocate_ptu(
                 PtuAllocation(deployment, subscription, shares[subscription], total_weight, amount, cost)
             )
     return allocations
-
-
-def output_weight(settings: Settings) -> Decimal:
-    """PTU_OUTPUT_WEIGHT: how many input tokens one output token counts as (validated by Settings)."""
-    return Decimal(settings.ptu_output_weight)

@@ -1,0 +1,131 @@
+"""What the command line and the demo print, and the terminal's ingest loop; shared by both.
+
+``cli`` and ``demo`` are entry points side by side: neither imports the other, both import this.
+Rendering uses ``rich`` (imported lazily); the work itself is the jobs', built by ``wiring``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from chargeback.edges.jsonl import read_messages
+from chargeback.jobs.ingest import IngestSummary, ingest_batch
+from chargeback.settings import Settings
+from chargeback.wiring import build_deadletter, build_export_store, build_pricer, build_writer
+
+
+def ingest_files(
+    paths: Sequence[Path], settings: Settings, *, batch_size: int, progress: bool
+) -> IngestSummary:
+    """Ingest JSONL files with the same pipeline as the Function, showing progress on a terminal."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    pricer, writer, deadletter = build_pricer(settings), build_writer(settings), build_deadletter(settings)
+    total = IngestSummary()
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
+    with Progress(*columns, disable=not progress, transient=True) as bar:
+        for path in paths:
+            size = path.stat().st_size if str(path) != "-" and path.suffix != ".gz" else None
+            task = bar.add_task(f"ingest {path.name}", total=size)
+            for batch, consumed in read_messages(path, batch_size):
+                total.add(ingest_batch(batch, pricer=pricer, writer=writer, deadletter=deadletter))
+                bar.advance(task, consumed)
+    return total
+
+
+def _money(value: Decimal) -> str:
+    return f"{value:,.4f}"
+
+
+def print_summary(summary: IngestSummary, console: Any) -> None:
+    """Readable tables: outcomes, reasons, usage sources, pricing statuses, cost per subscription."""
+    from rich.table import Table
+
+    outcomes = Table(title="Outcome", title_justify="left")
+    outcomes.add_column("outcome")
+    outcomes.add_column("events", justify="right")
+    for label, count in (
+        ("received", summary.received),
+        ("written", summary.written),
+        ("duplicate (already charged)", summary.duplicates),
+        ("dead-lettered", summary.dead_lettered),
+    ):
+        outcomes.add_row(label, f"{count:,}")
+    console.print(outcomes)
+    for title, counter in (
+        ("Dead-letter reasons", summary.reasons),
+        ("Usage source (rows written)", summary.usage_sources),
+        ("Pricing status (rows written)", summary.pricing_statuses),
+    ):
+        if not counter:
+            continue
+        table = Table(title=title, title_justify="left")
+        table.add_column("value")
+        table.add_column("events", justify="right")
+        for key, count in counter.most_common():
+            table.add_row(key, f"{count:,}")
+        console.print(table)
+    if summary.cost_by_subscription:
+        costs = Table(title="Cost per subscription (rows written this run)", title_justify="left")
+        for name, justify in (
+            ("subscription", "left"),
+            ("name", "left"),
+            ("requests", "right"),
+            ("cost", "right"),
+        ):
+            costs.add_column(name, justify=justify)  # type: ignore[arg-type]
+        costs.add_column("currency")
+        ranked = sorted(summary.cost_by_subscription.items(), key=lambda item: item[1], reverse=True)
+        for (sub_id, sub_name, currency), cost in ranked:
+            requests = summary.requests_by_subscription[(sub_id, sub_name, currency)]
+            costs.add_row(sub_id, sub_name, f"{requests:,}", _money(cost), currency)
+        console.print(costs)
+
+
+def print_statement(settings: Settings, publication: Any, console: Any) -> None:
+    """The month's finance summary (from the published CSV) and where both CSVs are."""
+    import csv
+    import io
+
+    from rich.table import Table
+
+    from chargeback.jobs.exports import file_name
+
+    data = build_export_store(settings).read(file_name(publication.month, publication.version, "summary.csv"))
+    rows = list(csv.DictReader(io.StringIO((data or b"").decode("utf-8"))))
+    table = Table(
+        title=f"Chargeback {publication.month} (version {publication.version})", title_justify="left"
+    )
+    columns = (
+        "SubscriptionId",
+        "CostCenter",
+        "Requests",
+        "TotalCost",
+        "AllocatedCost",
+        "Budget",
+        "BudgetUsedPct",
+    )
+    for name in columns:
+        table.add_column(name, justify="left" if name in ("SubscriptionId", "CostCenter") else "right")
+    for row in rows:
+        table.add_row(
+            *(row[name] + (" %" if name == "BudgetUsedPct" and row[name] else "") for name in columns)
+        )
+    console.print(table)
+    state = "published" if publication.created else "unchanged, already published"
+    console.print(f"FOCUS CSV:   {publication.focus} ({state})")
+    console.print(f"Summary CSV: {publication.summary}")
+    console.print(f"Manifest:    {publication.manifest}")
+
+
+def print_alerts(rows: Sequence[Any], console: Any) -> None:
+    """The alerts a budget check raised."""
+    if not rows:
+        console.print("No new budget alerts.")
+        return
+    console.print(f"[bold]{len(rows)} new alert(s)[/bold] (AOAIChargebackAlerts_CL):")
+    for row in rows:
+        console.print(f"  {row['AlertKind']}: {row['Message']}", markup=False)
