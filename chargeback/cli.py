@@ -175,11 +175,11 @@ def print_reconciliation(run: Any, console: Any) -> None:
 
 def reconcile_month(settings: Settings, month: str, files: Sequence[Path]) -> Any:
     """Publish (or reuse) the month's statement, then reconcile it with the cost export files."""
-    from chargeback.jobs.exports import export_store, file_name, run_statement
+    from chargeback.jobs.exports import file_name
     from chargeback.jobs.reconcile import reconcile_files
 
-    publication = run_statement(settings, month)
-    store = export_store(settings)
+    publication = wiring.monthly_statement(settings, month)
+    store = wiring.build_export_store(settings)
     focus = store.read(file_name(month, publication.version, "focus.csv")) or b""
     return reconcile_files(
         month,
