@@ -287,11 +287,11 @@ def test_workbook_loads_every_workbook_query() -> None:
 
 
 def test_workbook_queries_dedupe_first() -> None:
-    """Each workbook query deduplicates AOAIChargeback_CL on RequestId before it aggregates."""
+    """Each workbook query keeps the latest UsageRevision per RequestId before it aggregates."""
     for path in WORKBOOK_KQL.glob("*.kql"):
         lines = [line for line in read(path).splitlines() if line.strip() and not line.startswith("//")]
         start = next(i for i, line in enumerate(lines) if line.startswith("AOAIChargeback_CL"))
-        assert lines[start + 1] == "| summarize arg_max(TimeGenerated, *) by RequestId", path.name
+        assert lines[start + 1] == "| summarize arg_max(UsageRevision, *) by RequestId", path.name
 
 
 def _duckdb_with_usage() -> Any:

@@ -344,3 +344,43 @@ def test_the_rollup_rounds_unit_prices_as_round_to_six_digits() -> None:
         | count"""
     frame = LocalKqlRunner(duckdb.connect()).run_text(query)
     assert frame.iloc[0, 0] == 0
+
+
+def test_a_later_revision_supersedes_in_both_stores_without_double_charging(october_store: Any) -> None:
+    """A gateway-log revision replaces the row locally and wins arg_max in Log Analytics: same totals."""
+    from azure.monitor.query import LogsQueryClient
+
+    from chargeback.edges.azure_clients import LocalStandInCredential
+    from chargeback.edges.kqlrun import LogAnalyticsKqlRunner
+    from chargeback_dev.localserver import LocalLogAnalytics
+
+    connection = october_store.connection
+    before = LocalKqlRunner(connection).run("monthly_rollup", MONTH)
+    original = connection.execute('SELECT * FROM "AOAIChargeback_CL"').df()
+    revised = original[original.RequestId.str.endswith(("2", "5")) & original.OutputCost.notna()].copy()
+    revised["UsageRevision"] = 1
+    revised["UsageSource"] = "gateway-log"
+    revised["CompletionTokens"] = revised["CompletionTokens"] + 1000
+    revised["OutputCost"] = revised["OutputCost"] + 1.0
+    assert len(revised) > 0
+    result = october_store.supersede(revised.to_dict("records"))
+    assert result.written == len(revised)
+    local = LocalKqlRunner(connection).run("monthly_rollup", MONTH)
+    with LocalLogAnalytics() as server:
+        with server.lock:
+            cursor = server.connection.cursor()
+            for name, frame in (("seed", original), ("later", revised)):
+                cursor.register(name, frame)
+                cursor.execute(f'INSERT INTO "AOAIChargeback_CL" SELECT * FROM {name}')
+            cursor.close()
+        client = LogsQueryClient(LocalStandInCredential(), endpoint=server.endpoint)
+        runner = LogAnalyticsKqlRunner(client, "workspace-1", enforce_https=False)
+        remote = runner.run("monthly_rollup", MONTH, window=(START, END))
+        spend = runner.run("month_to_date_spend", SPEND, window=(START, END))
+    assert local.Requests.sum() == remote.Requests.sum() == before.Requests.sum() == len(original)
+    assert local.CompletionTokens.sum() == remote.CompletionTokens.sum()
+    assert local.CompletionTokens.sum() == before.CompletionTokens.sum() + 1000 * len(revised)
+    assert abs(float(local.OutputCost.sum()) - float(before.OutputCost.sum()) - len(revised)) < 1e-6
+    assert abs(float(remote.OutputCost.sum()) - float(local.OutputCost.sum())) < 1e-6
+    assert spend.Requests.sum() <= len(original)
+    assert set(local.UsageSource) >= {"gateway-log"}

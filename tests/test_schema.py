@@ -217,11 +217,12 @@ def test_too_many_tags_are_rejected():
 
 
 def test_table_columns_match_design():
-    """The usage table has DESIGN's 32 columns in order, starting with TimeGenerated."""
+    """The usage table has DESIGN's 32 columns in order, then the additive ones (UsageRevision, ...)."""
     names = [c.name for c in table_columns()]
     assert names[:3] == ["TimeGenerated", "RequestId", "SubscriptionId"]
-    assert names[-2:] == ["Tags", "EventSchemaVersion"]
-    assert len(names) == 32
+    assert names[30:32] == ["Tags", "EventSchemaVersion"]
+    assert {"UsageRevision", "UsageUnknown"} <= set(names[32:])
+    assert {c.name: c.type for c in table_columns()}["UsageRevision"] == "int"
     assert {c.type for c in table_columns()} <= {
         "string",
         "int",

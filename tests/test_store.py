@@ -29,6 +29,7 @@ def row(request_id: str, cost: str | None = "0.0125") -> dict[str, Any]:
         OutputCost=Decimal(0) if cost else None,
         TotalCost=Decimal(cost) if cost else None,
         Tags='{"project": "alpha"}',
+        UsageRevision=0,
     )
     return values
 
@@ -130,3 +131,38 @@ def test_a_value_of_the_wrong_type_fails_the_batch_not_the_process():
         assert result.written == 0
         assert [f.reason for f in result.failed] == [Reason.WRITE_FAILED, Reason.WRITE_FAILED]
         assert store.count() == 0
+
+
+def test_a_higher_revision_replaces_the_row_in_place():
+    """supersede replaces a row only with a higher UsageRevision; repeating it changes nothing."""
+    with DuckDBStore() as store:
+        store.write([row("a"), row("b")])
+        revised = {**row("a", "0.5"), "UsageRevision": 1, "UsageSource": "gateway-log"}
+        first = store.supersede([revised])
+        again = store.supersede([revised])
+        stale = store.supersede([{**row("b", "9"), "UsageRevision": 0}])
+        assert (first.written, first.written_keys) == (1, {"a"})
+        assert (again.written, again.duplicates) == (0, 1)
+        assert (stale.written, stale.duplicates) == (0, 1)
+        assert store.count() == 2
+        got = store.connection.execute(
+            'SELECT RequestId, UsageRevision, UsageSource, TotalCost FROM "AOAIChargeback_CL" ORDER BY 1'
+        ).fetchall()
+        assert got == [("a", 1, "gateway-log", 0.5), ("b", 0, "", 0.0125)]
+
+
+def test_a_store_from_before_the_revision_columns_gets_them(tmp_path: Path):
+    """Columns are only added: an older DuckDB file gains UsageRevision (0) and UsageUnknown on open."""
+    import duckdb
+
+    path = tmp_path / "old.duckdb"
+    old_columns = [c for c in table_columns() if c.name not in ("UsageRevision", "UsageUnknown")]
+    with duckdb.connect(str(path)) as connection:
+        names = ", ".join(f'"{c.name}" VARCHAR' for c in old_columns)
+        connection.execute(f'CREATE TABLE "AOAIChargeback_CL" ({names}, PRIMARY KEY ("RequestId"))')
+        connection.execute('INSERT INTO "AOAIChargeback_CL" ("RequestId") VALUES (\'old\')')
+    with DuckDBStore(path) as store:
+        got = store.connection.execute(
+            'SELECT UsageRevision, UsageUnknown FROM "AOAIChargeback_CL"'
+        ).fetchall()
+        assert got == [(0, None)]

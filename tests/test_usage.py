@@ -12,7 +12,15 @@ from hypothesis import strategies as st
 
 from chargeback.core.schema import Event, ReportedUsage
 from chargeback.core.tokens import CL100K_BASE, O200K_BASE, get_encoding
-from chargeback.core.usage import NOTHING_CONSUMED, Usage, UsageSource, read_json, repair_json, resolve_usage
+from chargeback.core.usage import (
+    AWAITING_GATEWAY,
+    NOTHING_CONSUMED,
+    Usage,
+    UsageSource,
+    read_json,
+    repair_json,
+    resolve_usage,
+)
 
 O200K = get_encoding(O200K_BASE)
 CL100K = get_encoding(CL100K_BASE)
@@ -596,3 +604,29 @@ def test_resolve_usage_never_raises(
     assert usage.cached_tokens <= usage.prompt_tokens
     assert usage.reasoning_tokens <= usage.completion_tokens
     assert usage.source in UsageSource
+
+
+def test_uncaptured_stream_counts_the_prompt_and_waits_for_the_gateway():
+    """responseCaptured=false: the prompt is recounted, the completion is unknown, the row is flagged."""
+    messages = [{"role": "user", "content": "Summarise the Q3 report."}]
+    event = make(request_body={"messages": messages, "stream": True}, stream=True, response_captured=False)
+    usage = resolve_usage(event)
+    assert usage == Usage(chat_formula(messages), 0, 0, 0, ESTIMATED, AWAITING_GATEWAY)
+    assert usage.unknown.split(",") == ["completion-tokens", "cached-tokens", "reasoning-tokens"]
+
+
+def test_uncaptured_stream_that_failed_or_hit_the_cache_does_not_wait():
+    """A refused stream consumed nothing and a cache hit never reaches Azure OpenAI: nothing to wait for."""
+    body = {"messages": [{"role": "user", "content": "Hi"}], "stream": True}
+    refused = make(request_body=body, stream=True, response_captured=False, status_code=429)
+    assert resolve_usage(refused) == NOTHING_CONSUMED
+    cached = resolve_usage(
+        make(request_body=body, stream=True, response_captured=False, served_from_cache=True)
+    )
+    assert cached.unknown == ""
+
+
+def test_captured_responses_know_everything_they_report():
+    """Reported usage leaves UsageUnknown empty."""
+    usage = resolve_usage(make(usage=ReportedUsage(10, 5, 2, 1)))
+    assert (usage.source, usage.unknown) == (UsageSource.REPORTED, "")

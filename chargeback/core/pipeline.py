@@ -146,6 +146,8 @@ def build_row(event: Event, usage: Usage, price: Price) -> Row:
         "RateCardVersion": price.rate_card_version,
         "Tags": tags_json(tags) if tags else "{}",
         "EventSchemaVersion": event.schema_version,
+        "UsageRevision": 0,
+        "UsageUnknown": usage.unknown,
     }
 
 

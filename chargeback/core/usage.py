@@ -16,6 +16,11 @@ The order is binding (DESIGN, "Usage resolution"):
    tool definitions, images, audio or files, the hidden reasoning tokens of reasoning models, no
    response body, or no text at all (then the prompt is zero, not the formula's constants).
 
+6. A stream the policy let through unread (``responseCaptured: false``, so that APIM did not buffer
+   it): its prompt is counted from the request and its completion is unknown; the row is
+   ``estimated`` with ``UsageUnknown`` saying so, until APIM's LLM log supersedes it
+   (``gateway-log``, see ``chargeback.core.late_usage``).
+
 Recounts never report cached or reasoning tokens: only the service knows them.
 ``resolve_usage`` never raises for any event; only a broken install (an encoding file that is
 missing or fails its hash) raises ``EncodingFileError``.
@@ -51,6 +56,18 @@ class UsageSource(StrEnum):
     STREAM_USAGE = "stream-usage"
     RECOUNTED = "recounted"
     ESTIMATED = "estimated"
+    GATEWAY_LOG = "gateway-log"
+
+
+# ``UsageUnknown``: what a row's counts do not know (comma-separated, empty when nothing).
+UNKNOWN_COMPLETION = "completion-tokens"
+UNKNOWN_CACHED = "cached-tokens"
+UNKNOWN_REASONING = "reasoning-tokens"
+# A stream the policy let through unread: the prompt is counted from the request, the completion
+# waits for APIM's LLM log (and no count from there or here splits cached or reasoning tokens).
+AWAITING_GATEWAY: Final = ",".join((UNKNOWN_COMPLETION, UNKNOWN_CACHED, UNKNOWN_REASONING))
+# APIM's LLM log counts prompt, completion and total tokens: no cached or reasoning split.
+GATEWAY_LOG_UNKNOWN: Final = ",".join((UNKNOWN_CACHED, UNKNOWN_REASONING))
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +79,7 @@ class Usage:
     cached_tokens: int
     reasoning_tokens: int
     source: UsageSource
+    unknown: str = ""  # the ``UsageUnknown`` column: what these counts do not know
 
     @property
     def total_tokens(self) -> int:
@@ -84,6 +102,11 @@ def resolve_usage(event: Event) -> Usage:
         return _from_reported(response.reported, response.source)
     if not 200 <= event.status_code <= 299:
         return NOTHING_CONSUMED
+    if not event.response_captured and not response.present and not event.served_from_cache:
+        # A stream the policy did not read (so that APIM did not buffer it): the prompt is counted
+        # from the request, flagged; APIM's LLM log later supersedes the row (UsageSource gateway-log).
+        prompt = _recount(event, response)
+        return Usage(prompt.prompt_tokens, 0, 0, 0, UsageSource.ESTIMATED, AWAITING_GATEWAY)
     return _recount(event, response)
 
 

@@ -208,6 +208,10 @@ class LogAnalyticsWriter:
 
     # ------------------------------------------------------------------------------------------
 
+    def supersede(self, rows: Sequence[Row]) -> WriteResult:
+        """Later revisions of rows, appended: every query keeps the latest ``UsageRevision`` per RequestId."""
+        return self.write(rows)
+
     def write(self, rows: Sequence[Row]) -> WriteResult:
         """Upload rows in ≤ 1 MB gzip chunks; rows of chunks that could not be sent are in ``failed``."""
         result = WriteResult()

@@ -50,6 +50,14 @@ class UsageWriter(Protocol):
         ...
 
 
+class RevisionWriter(Protocol):
+    """Writes later revisions of usage rows (``UsageRevision``): in place where it can, else appended."""
+
+    def supersede(self, rows: Sequence[Row]) -> WriteResult:
+        """Write revisions; a revision not higher than the stored one changes nothing (a duplicate)."""
+        ...
+
+
 class DeadLetterStore(Protocol):
     """Keeps what could not be charged, with the original body, so it can be replayed."""
 

@@ -1,7 +1,8 @@
 """The embedded store: a DuckDB file holding ``AOAIChargeback_CL`` (and the alerts table).
 
 RequestId is the primary key, so a second delivery of the same call adds no row and is counted as
-a duplicate: at-least-once delivery in, exactly-once charged. Columns come from
+a duplicate: at-least-once delivery in, exactly-once charged. A later revision of a call's usage
+(``UsageRevision``, from APIM's LLM log) replaces its row in place (``supersede``). Columns come from
 ``schemas/tables.json``, the file the Bicep loads too.
 """
 
@@ -136,6 +137,23 @@ class DuckDBStore:
         self.connection.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
         for table in PRIMARY_KEYS:
             self.connection.execute(create_table_sql(table))
+            self._add_missing_columns(table)
+
+    def _add_missing_columns(self, table: str) -> None:
+        """Columns are only ever added (DESIGN): a file made by an older version gets the new ones."""
+        present = {
+            name.lower()
+            for (name,) in self.connection.execute(
+                "SELECT column_name FROM duckdb_columns() WHERE table_name = $table AND schema_name = 'main'",
+                {"table": table},
+            ).fetchall()
+        }
+        for column in table_columns(table):
+            if column.name.lower() not in present:
+                default = " DEFAULT 0" if column.name == "UsageRevision" else ""
+                self.connection.execute(
+                    f'ALTER TABLE "{table}" ADD COLUMN "{column.name}" {DUCKDB_TYPES[column.type]}{default}'
+                )
 
     def write(self, rows: Sequence[Row]) -> WriteResult:
         """Insert usage rows; existing RequestIds are duplicates; a database error fails the rows."""
@@ -176,6 +194,44 @@ class DuckDBStore:
             detail = f"DuckDB refused the batch: {type(exc).__name__}: {exc}"
             return WriteResult(failed=[FailedRow(row, Reason.WRITE_FAILED, detail) for row in rows])
         return WriteResult(written=len(new_keys), duplicates=len(rows) - len(new_keys), written_keys=new_keys)
+
+    def supersede(self, rows: Sequence[Row]) -> WriteResult:
+        """Replace usage rows in place by later revisions of the same RequestId.
+
+        A row replaces the stored one only when its ``UsageRevision`` is higher, so a timer that
+        runs twice, or a redelivered revision, changes nothing (counted as duplicates). A row whose
+        RequestId the store does not hold is inserted (the revision is then the only copy).
+        """
+        if not rows:
+            return WriteResult()
+        import duckdb
+
+        columns = table_columns(USAGE_TABLE)
+        arrays = _column_arrays(columns, rows)
+        names = [c.name for c in columns if c.name != "RequestId"]
+        assignments = ", ".join(f'"{name}" = incoming_rows."{name}"' for name in names)
+        try:
+            with self._lock:
+                self.connection.register("incoming_rows", arrays)
+                try:
+                    replaced = self.connection.execute(
+                        f'UPDATE "{USAGE_TABLE}" SET {assignments} FROM incoming_rows '
+                        f'WHERE "{USAGE_TABLE}"."RequestId" = incoming_rows."RequestId" '
+                        f'AND incoming_rows."UsageRevision" > coalesce("{USAGE_TABLE}"."UsageRevision", 0) '
+                        f'RETURNING "{USAGE_TABLE}"."RequestId"'
+                    ).fetchall()
+                    all_names = ", ".join(f'"{c.name}"' for c in columns)
+                    inserted = self.connection.execute(
+                        f'INSERT INTO "{USAGE_TABLE}" ({all_names}) SELECT {all_names} FROM incoming_rows '
+                        'ON CONFLICT DO NOTHING RETURNING "RequestId"'
+                    ).fetchall()
+                finally:
+                    self.connection.unregister("incoming_rows")
+        except duckdb.Error as exc:
+            detail = f"DuckDB refused the revisions: {type(exc).__name__}: {exc}"
+            return WriteResult(failed=[FailedRow(row, Reason.WRITE_FAILED, detail) for row in rows])
+        keys = {value for (value,) in replaced} | {value for (value,) in inserted}
+        return WriteResult(written=len(keys), duplicates=len(rows) - len(keys), written_keys=keys)
 
     def count(self, table: str = USAGE_TABLE) -> int:
         """Number of rows in a table."""
