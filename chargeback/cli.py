@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from chargeback import __version__, wiring
-from chargeback.console import ingest_files, print_alerts, print_statement, print_summary
+from chargeback.console import ingest_files, print_alerts, print_statement, print_summary, safe
 from chargeback.edges.jsonl import DEFAULT_BATCH
 from chargeback.errors import ChargebackError
 from chargeback.settings import Settings
@@ -45,7 +45,9 @@ def cmd_ingest(args: argparse.Namespace, console: Any) -> int:
         raise ChargebackError(f"no such file: {', '.join(missing)}")
     summary = ingest_files(paths, settings, batch_size=args.batch_size, progress=console.is_terminal)
     print_summary(summary, console)
-    console.print(f"store: {settings.chargeback_duckdb_path}   dead-letters: {settings.deadletter_path}")
+    console.print(
+        f"store: {safe(settings.chargeback_duckdb_path)}   dead-letters: {safe(settings.deadletter_path)}"
+    )
     return 0
 
 
@@ -150,9 +152,9 @@ def print_reconciliation(run: Any, console: Any) -> None:
         table.add_column(name, justify="left" if name in ("model", "type", "meter", "cause") else "right")
     for line in run.result.lines:
         table.add_row(
-            line.model,
-            line.deployment_type,
-            line.meter,
+            safe(line.model),
+            safe(line.deployment_type),
+            safe(line.meter),
             f"{line.billed_cost:,.2f}",
             f"{line.our_cost:,.2f}",
             f"{line.variance:,.2f}",
@@ -308,7 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.handler(args, console)
     except ChargebackError as exc:
-        console.print(f"[red]error[/red] ({exc.reason}): {exc.detail}")
+        console.print(f"[red]error[/red] ({exc.reason}): {safe(exc.detail)}")
         return 2
     return code
 

@@ -11,6 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from chargeback.core.textsafe import printable
 from chargeback.edges.jsonl import read_messages
 from chargeback.jobs.ingest import IngestSummary, ingest_batch
 from chargeback.settings import Settings
@@ -34,6 +35,13 @@ def ingest_files(
                 total.add(ingest_batch(batch, pricer=pricer, writer=writer, deadletter=deadletter))
                 bar.advance(task, consumed)
     return total
+
+
+def safe(value: Any) -> str:
+    """A value for a rich table or line: controls made visible, markup (``[/bold]``) shown, not run."""
+    from rich.markup import escape
+
+    return escape(printable(value))
 
 
 def _money(value: Decimal) -> str:
@@ -66,7 +74,7 @@ def print_summary(summary: IngestSummary, console: Any) -> None:
         table.add_column("value")
         table.add_column("events", justify="right")
         for key, count in counter.most_common():
-            table.add_row(key, f"{count:,}")
+            table.add_row(safe(key), f"{count:,}")
         console.print(table)
     if summary.cost_by_subscription:
         costs = Table(title="Cost per subscription (rows written this run)", title_justify="left")
@@ -81,7 +89,7 @@ def print_summary(summary: IngestSummary, console: Any) -> None:
         ranked = sorted(summary.cost_by_subscription.items(), key=lambda item: item[1], reverse=True)
         for (sub_id, sub_name, currency), cost in ranked:
             requests = summary.requests_by_subscription[(sub_id, sub_name, currency)]
-            costs.add_row(sub_id, sub_name, f"{requests:,}", _money(cost), currency)
+            costs.add_row(safe(sub_id), safe(sub_name), f"{requests:,}", _money(cost), safe(currency))
         console.print(costs)
 
 
@@ -112,13 +120,13 @@ def print_statement(settings: Settings, publication: Any, console: Any) -> None:
         table.add_column(name, justify="left" if name in ("SubscriptionId", "CostCenter") else "right")
     for row in rows:
         table.add_row(
-            *(row[name] + (" %" if name == "BudgetUsedPct" and row[name] else "") for name in columns)
+            *(safe(row[name]) + (" %" if name == "BudgetUsedPct" and row[name] else "") for name in columns)
         )
     console.print(table)
     state = "published" if publication.created else "unchanged, already published"
-    console.print(f"FOCUS CSV:   {publication.focus} ({state})")
-    console.print(f"Summary CSV: {publication.summary}")
-    console.print(f"Manifest:    {publication.manifest}")
+    console.print(f"FOCUS CSV:   {safe(publication.focus)} ({state})")
+    console.print(f"Summary CSV: {safe(publication.summary)}")
+    console.print(f"Manifest:    {safe(publication.manifest)}")
 
 
 def print_alerts(rows: Sequence[Any], console: Any) -> None:
@@ -128,4 +136,4 @@ def print_alerts(rows: Sequence[Any], console: Any) -> None:
         return
     console.print(f"[bold]{len(rows)} new alert(s)[/bold] (AOAIChargebackAlerts_CL):")
     for row in rows:
-        console.print(f"  {row['AlertKind']}: {row['Message']}", markup=False)
+        console.print(f"  {printable(row['AlertKind'])}: {printable(row['Message'])}", markup=False)

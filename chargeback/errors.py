@@ -32,6 +32,13 @@ class Reason(StrEnum):
     WRONG_TYPE = "wrong-type"
     INVALID_VALUE = "invalid-value"
     BAD_TIMESTAMP = "bad-timestamp"
+    # Strings at the door: ids, names and tags must be storable and printable as they are
+    UNENCODABLE_TEXT = "unencodable-text"  # a lone surrogate: not encodable as UTF-8
+    CONTROL_CHARACTERS = "control-characters"  # C0/C1 controls, line separators, bidi overrides
+    VALUE_TOO_LONG = "value-too-long"  # an id, name or tag longer than its bound
+    TOO_MANY_TAGS = "too-many-tags"
+    # Duplicates: the same RequestId with a different subscription or usage (not a redelivery)
+    CONFLICT = "conflict"
     # Token arithmetic
     NEGATIVE_TOKENS = "negative-tokens"
     TOKENS_TOO_LARGE = "tokens-too-large"
@@ -47,6 +54,8 @@ class Reason(StrEnum):
     ENFORCEMENT_FAILED = "enforcement-failed"
     # Anything the pipeline did not foresee: still dead-lettered, never lost
     INTERNAL_ERROR = "internal-error"
+    # Native code (e.g. tiktoken's Rust core) raised a BaseException while handling one event
+    NATIVE_FAULT = "native-fault"
 
 
 class ChargebackError(Exception):

@@ -58,3 +58,43 @@ def test_path_that_is_a_file_raises_sink_error(tmp_path: Path):
     blocker.write_text("not a folder")
     with pytest.raises(SinkError):
         LocalDeadLetterStore(blocker).put([letter(b"x")])
+
+
+def test_the_same_records_put_again_on_another_day_write_nothing_new(tmp_path: Path):
+    """A re-run that dead-letters the same records, even on another day, writes no new file."""
+    store = LocalDeadLetterStore(tmp_path)
+    first = letter(b"a")
+    store.put([first])
+    store.put([DeadLetter(first.message, first.reason, first.detail, datetime(2026, 12, 24, tzinfo=UTC))])
+    assert len(store.files()) == 1
+    assert [r.id for r in store.records()] == [first.id]
+
+
+def test_event_hub_records_are_filed_under_their_enqueued_day(tmp_path: Path):
+    """A redelivered Event Hub batch lands on the same name whatever day it is dead-lettered."""
+    store = LocalDeadLetterStore(tmp_path)
+    source = Source("eventhub", "p0", "seq=1", "2026-10-19T23:59:00Z")
+    store.put([DeadLetter(Message(b"x", source), Reason.INVALID_JSON, "d", STAMP)])
+    [path] = store.files()
+    assert path.relative_to(tmp_path).parts[:3] == ("2026", "10", "19")
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ["\ud800", "\udfff tail", "bidi \u202e txt", "nul \x00 and \x1b[31m", "x" * 10_000],
+)
+def test_any_text_in_any_field_can_be_written_and_read_back(tmp_path: Path, hostile: str):
+    """Lone surrogates, controls and long text in the detail, field and request id never fail a put."""
+    store = LocalDeadLetterStore(tmp_path)
+    record = DeadLetter(
+        Message(hostile.encode("utf-8", "surrogatepass"), Source("file", hostile, hostile)),
+        Reason.INTERNAL_ERROR,
+        hostile,
+        STAMP,
+        field=hostile,
+        request_id=hostile,
+    )
+    store.put([record])
+    [back] = list(store.records())
+    assert (back.detail, back.field, back.request_id, back.message.source.name) == (hostile,) * 4
+    assert back.message.body == record.message.body

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
+
+import pytest
 
 from chargeback.core.pipeline import Charge, Message, Rejection, Source, process_batch, process_message
 from chargeback.core.schema import table_columns
@@ -81,3 +84,47 @@ def test_an_unforeseen_fault_is_an_internal_error_rejection_not_a_crash():
     assert outcome.reason == Reason.INTERNAL_ERROR
     assert outcome.request_id == event["requestId"]
     assert "ZeroDivisionError" in outcome.detail
+
+
+def real_tiktoken_panic() -> BaseException:
+    """The BaseException tiktoken's Rust core raises on a megabyte of alternating whitespace."""
+    from chargeback.core.tokens import get_encoding
+
+    try:
+        get_encoding("o200k_base").encode_ordinary(" \t" * 500_000)
+    except BaseException as exc:  # pyo3_runtime.PanicException is not an Exception
+        return exc
+    pytest.fail("tiktoken no longer panics here; pick another native fault")
+
+
+class FaultyPricer:
+    """The real pricer, except that pricing one RequestId raises a given BaseException."""
+
+    def __init__(self, inner: Any, poison: str, fault: BaseException) -> None:
+        self.inner, self.poison, self.fault = inner, poison, fault
+
+    def price(self, event: Any, usage: Any) -> Any:
+        if event.request_id == self.poison:
+            raise self.fault
+        return self.inner.price(event, usage)
+
+
+def test_a_native_panic_dead_letters_its_event_and_never_its_neighbours(pricer):
+    """A PanicException (BaseException) while handling one event is that event's native-fault."""
+    panic = real_tiktoken_panic()
+    assert not isinstance(panic, Exception)
+    events = [make_event() for _ in range(3)]
+    faulty = FaultyPricer(pricer, events[1]["requestId"], panic)
+    result = process_batch([Message(to_body(e), SRC) for e in events], faulty, NOW)  # type: ignore[arg-type]
+    assert [c.row["RequestId"] for c in result.charges] == [events[0]["requestId"], events[2]["requestId"]]
+    [rejection] = result.rejections
+    assert (rejection.reason, rejection.request_id) == (Reason.NATIVE_FAULT, events[1]["requestId"])
+    assert rejection.detail.startswith("PanicException")
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt(), SystemExit(3)])
+def test_interpreter_exit_still_propagates(pricer, stop: BaseException):
+    """KeyboardInterrupt and SystemExit are the process stopping, not an event's fault: they go on."""
+    event = make_event()
+    with pytest.raises(type(stop)):
+        process_message(Message(to_body(event), SRC), FaultyPricer(pricer, event["requestId"], stop), NOW)  # type: ignore[arg-type]

@@ -123,13 +123,14 @@ def test_a_dry_run_sends_and_marks_nothing(pricer, tmp_path: Path):
 
 
 def test_records_put_twice_are_replayed_once(pricer, tmp_path: Path):
-    """The same record in two files (a retried trigger) is one pending record."""
+    """The same record in two files (a retried trigger, in a batch of other records) is one pending record."""
     folder, store = LocalReplayFolder(tmp_path / "dl"), DuckDBStore()
-    record = dead(to_body(make_event()))
+    record, other = dead(to_body(make_event())), dead(to_body(make_event()))
     folder.put([record])
-    folder.put([DeadLetter(record.message, record.reason, record.detail, datetime(2026, 11, 2, tzinfo=UTC))])
+    again = DeadLetter(record.message, record.reason, record.detail, datetime(2026, 11, 2, tzinfo=UTC))
+    folder.put([again, other])
     report = replay_to_pipeline(folder, pricer=pricer, writer=store)
-    assert (report.records_seen, report.pending, store.count()) == (2, 1, 1)
+    assert (report.records_seen, report.pending, store.count()) == (3, 2, 2)
 
 
 def test_parse_reasons():

@@ -211,9 +211,9 @@ def test_usage_shapes_are_normalised(usage: Any, expected: ReportedUsage | None)
 
 
 def test_too_many_tags_are_rejected():
-    """More than 50 tags is an invalid value (tags are allocation dimensions, not payloads)."""
+    """More than 50 tags is too-many-tags (tags are allocation dimensions, not payloads)."""
     tags = {f"k{i}": "v" for i in range(51)}
-    assert reason_of(to_body(make_event(tags=tags))) == Reason.INVALID_VALUE
+    assert reason_of(to_body(make_event(tags=tags))) == Reason.TOO_MANY_TAGS
 
 
 def test_table_columns_match_design():

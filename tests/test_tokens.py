@@ -20,9 +20,13 @@ from hypothesis import strategies as st
 from chargeback.core.tokens import (
     CL100K_BASE,
     ENCODINGS,
+    MAX_COUNT_CHARS,
+    MAX_RUN,
     O200K_BASE,
     EncodingFileError,
+    TokenCount,
     count_texts,
+    count_texts_bounded,
     count_tokens,
     encoding_for_model,
     encoding_name_for_model,
@@ -226,3 +230,37 @@ def test_counting_needs_no_network_or_cache(tmp_path: Path) -> None:
     out = _run(code, TIKTOKEN_CACHE_DIR=str(tmp_path), HTTPS_PROXY=unreachable, HTTP_PROXY=unreachable)
     assert out == "1 1"
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "low", "high"),
+    [
+        (" " * 1_000_000, 7_000, 9_000),  # tiktoken alone: PanicException (o200k_base)
+        (" \t" * 500_000, 400_000, 600_000),  # tiktoken alone: PanicException too
+        ("x" + " " * 1_030, 2, 20),
+        ("é" * (MAX_COUNT_CHARS + 10), MAX_COUNT_CHARS, MAX_COUNT_CHARS + 100),
+    ],
+)
+def test_text_past_the_safe_bounds_is_estimated_not_a_panic(text: str, low: int, high: int):
+    """Long runs and over-long text are cut before tiktoken sees them; the rest is estimated, flagged."""
+    count = count_texts_bounded(get_encoding(O200K_BASE), [text])
+    assert not count.exact
+    assert low <= count.tokens <= high
+
+
+def test_a_run_just_under_the_bound_is_counted_exactly():
+    """Runs of MAX_RUN characters and ordinary long text are counted by tiktoken itself, exactly."""
+    encoding = get_encoding(O200K_BASE)
+    text = ("a" * MAX_RUN + " " * MAX_RUN + "word ") * 20
+    expected = TokenCount(len(encoding.encode_ordinary(text)), exact=True)
+    assert count_texts_bounded(encoding, [text]) == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(alphabet=" \t\nab", min_size=0, max_size=4000))
+def test_bounded_count_equals_tiktoken_when_no_run_is_long(text: str):
+    """Below the bounds the guard changes nothing: the same count as tiktoken's own."""
+    encoding = get_encoding(O200K_BASE)
+    count = count_texts_bounded(encoding, [text])
+    if count.exact:
+        assert count.tokens == len(encoding.encode_ordinary(text))

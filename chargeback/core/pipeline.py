@@ -152,7 +152,12 @@ def build_row(event: Event, usage: Usage, price: Price) -> Row:
 
 
 def process_message(message: Message, pricer: Pricer, now: datetime | None = None) -> Charge | Rejection:
-    """One message to one outcome. Never raises: an unforeseen fault is an ``internal-error`` rejection."""
+    """One message to one outcome. Never raises: an unforeseen fault is an ``internal-error`` rejection.
+
+    Native code may raise what is not an ``Exception``: tiktoken's Rust core raises
+    ``pyo3_runtime.PanicException`` (a ``BaseException``). That is this event's ``native-fault``,
+    never its neighbours'; only KeyboardInterrupt and SystemExit (the process is stopping) go on.
+    """
     request_id = ""
     try:
         event = parse_event(message.body, now=now)
@@ -165,7 +170,22 @@ def process_message(message: Message, pricer: Pricer, now: datetime | None = Non
     except ChargebackError as exc:
         return Rejection(message, exc.reason, exc.detail, None, request_id)
     except Exception as exc:
-        return Rejection(message, Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", None, request_id)
+        return Rejection(message, Reason.INTERNAL_ERROR, fault_detail(exc), None, request_id)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # see the docstring: one event's fault, not the batch's
+        return Rejection(message, Reason.NATIVE_FAULT, fault_detail(exc), None, request_id)
+
+
+def fault_detail(exc: BaseException, limit: int = 300) -> str:
+    """One printable line naming an unforeseen fault (its type and the start of its message)."""
+    try:
+        text = str(exc)
+    except Exception:  # a broken __str__ must not become the next fault
+        text = ""
+    line = text.splitlines()[0] if text.strip() else ""
+    line = line.encode("utf-8", "backslashreplace").decode("utf-8")
+    return f"{type(exc).__name__}: {line}"[:limit]
 
 
 class _CollectorPause:

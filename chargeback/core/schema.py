@@ -25,7 +25,9 @@ SCHEMA_VERSION = "1"
 MAX_BODY_BYTES = 1_048_576
 MAX_TOKENS_PER_REQUEST = 10_000_000
 MAX_TAGS = 50
-MAX_ID_LENGTH = 256
+MAX_ID_LENGTH = 256  # ids, names and other short strings
+MAX_TAG_KEY_LENGTH = 128
+MAX_TAG_VALUE_LENGTH = 256
 # Events stamped further ahead than this are clock errors or forgeries, not usage.
 MAX_CLOCK_SKEW = timedelta(hours=24)
 EARLIEST_TIMESTAMP = datetime(2020, 1, 1, tzinfo=UTC)
@@ -48,9 +50,17 @@ _OPTIONAL_STRINGS = (
     "requestBody",
     "responseBody",
 )
+_BODIES = ("requestBody", "responseBody")
 _OPTIONAL_BOOLS = ("stream", "truncated", "servedFromCache")
 # Absent means true: only a policy that let a stream through unread says ``responseCaptured: false``.
 _RESPONSE_CAPTURED = "responseCaptured"
+# Text that cannot be stored or shown as it is. A lone surrogate (a valid JSON escape) is not
+# encodable as UTF-8: DuckDB, Blob and every file writer refuse it. C0/C1 controls and line or
+# paragraph separators make no sense in an id, a name or a tag and break CSV rows and terminal
+# lines; the bidi embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069) make a name
+# read differently from what it is ("Trojan Source"). Bodies are exempt: they are JSON text.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 @dataclass(slots=True)
@@ -167,7 +177,13 @@ def _fast_event(doc: dict[str, Any], now: datetime | None) -> Event | None:
     subscription_id: Any = get("subscriptionId")
     deployment: Any = get("deployment")
     for value in (request_id, subscription_id, deployment):
-        if type(value) is not str or not value or value.isspace() or len(value) > MAX_ID_LENGTH:
+        if (
+            type(value) is not str
+            or not value
+            or value.isspace()
+            or len(value) > MAX_ID_LENGTH
+            or not value.isprintable()  # controls, surrogates, separators: the full path decides
+        ):
             return None
     status: Any = get("statusCode")
     if type(status) is not int or not 100 <= status <= 599:
@@ -182,7 +198,12 @@ def _fast_event(doc: dict[str, Any], now: datetime | None) -> Event | None:
     if timestamp < EARLIEST_TIMESTAMP or (now is not None and timestamp > now + MAX_CLOCK_SKEW):
         return None
     strings = [get(name) for name in _OPTIONAL_STRINGS]
-    for value in strings:
+    for value in strings[:-2]:  # ids and names
+        if value is not None and (
+            type(value) is not str or len(value) > MAX_ID_LENGTH or not value.isprintable()
+        ):
+            return None
+    for value in strings[-2:]:  # bodies
         if value is not None and type(value) is not str:
             return None
     flags = [get(name) for name in _OPTIONAL_BOOLS]
@@ -203,8 +224,14 @@ def _fast_event(doc: dict[str, Any], now: datetime | None) -> Event | None:
     if raw_tags is not None:
         if type(raw_tags) is not dict or len(raw_tags) > MAX_TAGS:
             return None
-        for tag in raw_tags.values():
-            if type(tag) is not str or len(tag) > MAX_ID_LENGTH:
+        for key, tag in raw_tags.items():
+            if (
+                type(tag) is not str
+                or len(tag) > MAX_TAG_VALUE_LENGTH
+                or len(key) > MAX_TAG_KEY_LENGTH
+                or not tag.isprintable()
+                or not key.isprintable()
+            ):
                 return None
         tags = dict(raw_tags)
     # Each optional string is now None or a str, and each flag None or a bool: ``or ""`` and
@@ -333,9 +360,7 @@ def _required_string(doc: dict[str, Any], name: str) -> str:
         raise RejectedEvent(Reason.WRONG_TYPE, f"{name} must be a string", field=name)
     if not value.strip():
         raise RejectedEvent(Reason.MISSING_FIELD, f"{name} is empty", field=name)
-    if len(value) > MAX_ID_LENGTH:
-        raise RejectedEvent(Reason.INVALID_VALUE, f"{name} is longer than {MAX_ID_LENGTH}", field=name)
-    return value
+    return check_text(value, name, MAX_ID_LENGTH)
 
 
 def _optional_string(doc: dict[str, Any], name: str) -> str:
@@ -344,6 +369,27 @@ def _optional_string(doc: dict[str, Any], name: str) -> str:
         return ""
     if not isinstance(value, str):
         raise RejectedEvent(Reason.WRONG_TYPE, f"{name} must be a string or null", field=name)
+    return value if name in _BODIES else check_text(value, name, MAX_ID_LENGTH)
+
+
+def check_text(value: str, name: str, limit: int) -> str:
+    """An id, name or tag as it is, or RejectedEvent: too long, not UTF-8, or with control characters."""
+    if len(value) > limit:
+        raise RejectedEvent(
+            Reason.VALUE_TOO_LONG, f"{name} is {len(value)} characters; at most {limit}", field=name
+        )
+    if (found := _SURROGATE.search(value)) is not None:
+        raise RejectedEvent(
+            Reason.UNENCODABLE_TEXT,
+            f"{name} holds a lone surrogate U+{ord(found.group()):04X} at {found.start()}: not UTF-8 text",
+            field=name,
+        )
+    if (found := _CONTROL.search(value)) is not None:
+        raise RejectedEvent(
+            Reason.CONTROL_CHARACTERS,
+            f"{name} holds the control character U+{ord(found.group()):04X} at {found.start()}",
+            field=name,
+        )
     return value
 
 
@@ -458,13 +504,14 @@ def _tags(value: Any) -> dict[str, str]:
         raise RejectedEvent(Reason.WRONG_TYPE, "tags must be an object of strings", field="tags")
     if len(value) > MAX_TAGS:
         raise RejectedEvent(
-            Reason.INVALID_VALUE, f"tags has {len(value)} entries; at most {MAX_TAGS}", field="tags"
+            Reason.TOO_MANY_TAGS, f"tags has {len(value)} entries; at most {MAX_TAGS}", field="tags"
         )
     for key, tag in value.items():
+        # The key is checked first and named by position: it may itself be unprintable.
+        check_text(key, "tags (a key)", MAX_TAG_KEY_LENGTH)
         if not isinstance(tag, str):
             raise RejectedEvent(Reason.WRONG_TYPE, f"tags.{key} must be a string", field=f"tags.{key}")
-        if len(tag) > MAX_ID_LENGTH:
-            raise RejectedEvent(Reason.INVALID_VALUE, f"tags.{key} is too long", field=f"tags.{key}")
+        check_text(tag, f"tags.{key}", MAX_TAG_VALUE_LENGTH)
     return dict(value)
 
 

@@ -16,6 +16,8 @@ import base64
 import binascii
 import gzip
 import hashlib
+import math
+import re
 import threading
 import zlib
 from collections.abc import Iterable
@@ -193,12 +195,72 @@ def encoding_for_model(model: str) -> Encoding:
     return get_encoding(encoding_name_for_model(model))
 
 
+# What tiktoken is given at most. Its regex engine (fancy-regex) recurses once per character of a
+# whitespace run: about a million spaces (o200k_base; fewer on a thread's smaller stack) overflow
+# the stack and tiktoken raises ``pyo3_runtime.PanicException``, a BaseException that would stop a
+# partition. Runs of one character and runs of whitespace are cut to MAX_RUN characters, and a text
+# to MAX_COUNT_CHARS; the part cut off is estimated (``TokenCount.exact`` is then False).
+MAX_RUN = 1024
+MAX_COUNT_CHARS = 1_048_576
+# A run is only tried from its first character (the lookbehinds fail at once inside one), so a
+# scan stays linear even for text made of runs just under the bound.
+_LONG_RUN = re.compile(rf"\s(?<!\s\s)\s{{{MAX_RUN}}}\s*|(.)(?<!\1\1)\1{{{MAX_RUN}}}\1*", re.DOTALL)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenCount:
+    """A token count, and whether it is exact (False: part of the text was estimated, not counted)."""
+
+    tokens: int
+    exact: bool = True
+
+
+def _bounded(encoding: Encoding, text: str) -> TokenCount:
+    """Tokens of one text, with over-long runs and text beyond MAX_COUNT_CHARS estimated."""
+    encode = encoding.encode_ordinary
+    if len(text) <= MAX_RUN:
+        return TokenCount(len(encode(text)) if text else 0)
+    kept: list[str] = []
+    estimate = 0.0
+    position = 0
+    for match in _LONG_RUN.finditer(text):
+        start, end = match.span()
+        run = text[start:end]
+        sample = run[:MAX_RUN]
+        kept.append(text[position:start])
+        kept.append(sample)
+        # A run is periodic: the cut-off part costs what the kept sample costs per character.
+        estimate += (len(run) - MAX_RUN) * len(encode(sample)) / MAX_RUN
+        position = end
+    exact = not kept
+    if kept:
+        kept.append(text[position:])
+        text = "".join(kept)
+    if len(text) > MAX_COUNT_CHARS:
+        head = len(encode(text[:MAX_COUNT_CHARS]))
+        return TokenCount(math.ceil(head * len(text) / MAX_COUNT_CHARS + estimate), exact=False)
+    return TokenCount(len(encode(text)) + math.ceil(estimate), exact=exact)
+
+
 def count_tokens(encoding: Encoding, text: str) -> int:
-    """Tokens in ``text``; special-token text such as ``<|endoftext|>`` counts as ordinary text."""
-    return len(encoding.encode_ordinary(text)) if text else 0
+    """Tokens in ``text``; special-token text such as ``<|endoftext|>`` counts as ordinary text.
+
+    Text beyond tiktoken's safe bounds is estimated; ``count_texts_bounded`` says when.
+    """
+    return _bounded(encoding, text).tokens
+
+
+def count_texts_bounded(encoding: Encoding, texts: Iterable[str]) -> TokenCount:
+    """Sum of token counts over ``texts``, each tokenised on its own; inexact if any was estimated."""
+    total, exact = 0, True
+    for text in texts:
+        if text:
+            count = _bounded(encoding, text)
+            total += count.tokens
+            exact = exact and count.exact
+    return TokenCount(total, exact)
 
 
 def count_texts(encoding: Encoding, texts: Iterable[str]) -> int:
     """Sum of ``count_tokens`` over ``texts``, each tokenised on its own."""
-    encode = encoding.encode_ordinary
-    return sum(len(encode(text)) for text in texts if text)
+    return count_texts_bounded(encoding, texts).tokens

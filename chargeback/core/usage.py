@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from chargeback.core.schema import Event, ReportedUsage, parse_usage
 from chargeback.core.sse import StreamContent, find_usage, looks_like_sse, parse_stream
-from chargeback.core.tokens import count_texts, encoding_for_model, is_reasoning_model
+from chargeback.core.tokens import TokenCount, count_texts_bounded, encoding_for_model, is_reasoning_model
 from chargeback.errors import RejectedEvent
 
 if TYPE_CHECKING:
@@ -262,8 +262,9 @@ class _Tally:
     def has_text(self) -> bool:
         return self.token_ids > 0 or any(self.texts)
 
-    def total(self, encoding: Encoding) -> int:
-        return count_texts(encoding, self.texts) + self.token_ids + self.constants
+    def total(self, encoding: Encoding) -> TokenCount:
+        counted = count_texts_bounded(encoding, self.texts)
+        return TokenCount(counted.tokens + self.token_ids + self.constants, counted.exact)
 
 
 class _Shape(StrEnum):
@@ -293,10 +294,13 @@ def _recount(event: Event, response: _Response) -> Usage:
         or (shape is not _Shape.EMBEDDINGS and (not response.present or is_reasoning_model(model)))
     )
     encoding = encoding_for_model(model)
-    prompt_tokens = prompt.total(encoding) if prompt.has_text else 0
+    prompt_count = prompt.total(encoding) if prompt.has_text else TokenCount(0)
+    completion_count = completion.total(encoding)
+    # Text past tiktoken's safe bounds (see chargeback.core.tokens) was estimated, not counted.
+    estimated = estimated or not (prompt_count.exact and completion_count.exact)
     return Usage(
-        prompt_tokens=prompt_tokens,
-        completion_tokens=completion.total(encoding),
+        prompt_tokens=prompt_count.tokens,
+        completion_tokens=completion_count.tokens,
         cached_tokens=0,
         reasoning_tokens=0,
         source=UsageSource.ESTIMATED if estimated else UsageSource.RECOUNTED,

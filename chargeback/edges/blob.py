@@ -1,9 +1,9 @@
 """The Blob dead-letter store: one JSONL blob per put in DEADLETTER_CONTAINER, and replay markers.
 
-    {container}/YYYY/MM/DD/deadletter-<time>-<digest>.jsonl    one put, one blob (DeadLetter.to_json lines)
+    {container}/YYYY/MM/DD/deadletter-<digest>.jsonl           one put, one blob (DeadLetter.to_json lines)
     {container}/replayed/<digest>.txt                          ids of records already replayed
 
-Blob names come from ``deadletter.batch_name`` (the first record's time and a digest of every id),
+Blob names come from ``deadletter.batch_name`` (a digest of every id, under the delivery's day),
 the same as the local folder's, so a repeated put of the same records overwrites the same blob
 instead of doubling them, and a single Put Blob is atomic: a reader never sees half a batch. The
 container is created on first use. In Azure the client signs with the Function's managed identity

@@ -1,8 +1,11 @@
 """The local dead-letter store: a folder of JSONL files, the embedded default.
 
-Each ``put`` writes one new file ``YYYY/MM/DD/deadletter-<time>-<hash>.jsonl`` atomically (temp file,
-fsync, rename), so a crash never leaves half a record and a repeated put of the same records lands
-on the same name instead of doubling them.
+Each ``put`` writes one new file ``YYYY/MM/DD/deadletter-<hash>.jsonl`` atomically (temp file,
+fsync, rename), so a crash never leaves half a record. The name derives from the content only (a
+digest of the records' ids, which are digests of body and reason; the day is the earliest Event
+Hub enqueued time among them, else the day of the put), so a repeated put of the same records lands
+on the same name instead of doubling them, and the local store also finds a file of the same digest
+under another day: re-running ``chargeback ingest`` on a file writes nothing new.
 """
 
 from __future__ import annotations
@@ -11,18 +14,32 @@ import contextlib
 import hashlib
 import os
 from collections.abc import Iterator, Sequence
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 
 from chargeback.edges.sinks import DeadLetter
 from chargeback.errors import SinkError, SinkUnavailable
 
 
+def batch_digest(records: Sequence[DeadLetter]) -> str:
+    """A digest of every record's id: the same records, in any order, give the same digest."""
+    return hashlib.sha256("\n".join(sorted(r.id for r in records)).encode()).hexdigest()[:32]
+
+
+def _batch_day(records: Sequence[DeadLetter]) -> datetime:
+    """The earliest enqueued time of the records (a property of the delivery), else the put's time."""
+    days: list[datetime] = []
+    for record in records:
+        try:
+            days.append(datetime.fromisoformat(record.message.source.enqueued_time).astimezone(UTC))
+        except ValueError:
+            continue
+    return min(days) if days else records[0].dead_lettered_at.astimezone(UTC)
+
+
 def batch_name(records: Sequence[DeadLetter]) -> str:
-    """File name for a batch: its first record's time plus a digest of all its ids."""
-    first = records[0].dead_lettered_at.astimezone(UTC)
-    digest = hashlib.sha256("\n".join(sorted(r.id for r in records)).encode()).hexdigest()[:16]
-    return f"{first:%Y/%m/%d}/deadletter-{first:%H%M%S}-{digest}.jsonl"
+    """Name of a batch's file or blob, from its content: ``YYYY/MM/DD/deadletter-<digest>.jsonl``."""
+    return f"{_batch_day(records):%Y/%m/%d}/deadletter-{batch_digest(records)}.jsonl"
 
 
 class LocalDeadLetterStore:
@@ -35,6 +52,8 @@ class LocalDeadLetterStore:
         """Write the records as one new file; raise SinkError if the folder cannot take them."""
         if not records:
             return
+        if self.root.exists() and any(self.root.glob(f"*/*/*/deadletter-{batch_digest(records)}.jsonl")):
+            return  # the same records are already kept (a re-run, or a redelivery on another day)
         target = self.root / batch_name(records)
         temp = target.with_suffix(".jsonl.tmp")
         try:

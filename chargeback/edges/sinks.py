@@ -85,7 +85,12 @@ class DeadLetter:
         return digest.hexdigest()[:32]
 
     def to_json(self) -> str:
-        """One JSONL line. The body is kept as text when it is UTF-8, else as base64."""
+        """One JSONL line, always encodable as UTF-8. The body is text when it is UTF-8, else base64.
+
+        Any other field may hold what a caller sent (a detail quoting a value, a native error's
+        message): a lone surrogate there is written as its JSON escape (``\\ud800``), which reads
+        back as the same string, so writing a dead-letter cannot fail whatever the input.
+        """
         record: dict[str, Any] = {
             "format": DEADLETTER_FORMAT,
             "id": self.id,
@@ -100,7 +105,12 @@ class DeadLetter:
             record["body"] = self.message.body.decode("utf-8")
         except UnicodeDecodeError:
             record["bodyBase64"] = base64.b64encode(self.message.body).decode("ascii")
-        return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+        text = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = json.dumps(record, ensure_ascii=True, separators=(",", ":"))
+        return text
 
     @classmethod
     def from_json(cls, line: str) -> DeadLetter:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from chargeback.core.pipeline import Charge, Message, collector_paused, process_batch
+from chargeback.core.pipeline import Charge, Message, collector_paused, fault_detail, process_batch
 from chargeback.core.pricing import Pricer
 from chargeback.edges.sinks import DeadLetter, DeadLetterStore, FailedRow, UsageWriter, WriteResult
 from chargeback.errors import Reason, SinkError
@@ -91,8 +91,10 @@ def _write(writer: UsageWriter, charges: list[Charge]) -> WriteResult:
         outcome: object = writer.write(rows)
     except SinkError as exc:
         return _all_failed(charges, exc.reason, exc.detail)
-    except Exception as exc:
-        return _all_failed(charges, Reason.INTERNAL_ERROR, f"writer raised {type(exc).__name__}: {exc}")
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # native code (a DuckDB or SDK panic) fails these rows, not the process
+        return _all_failed(charges, Reason.INTERNAL_ERROR, f"writer raised {fault_detail(exc)}")
     if not isinstance(outcome, WriteResult):
         return _all_failed(charges, Reason.INTERNAL_ERROR, f"writer returned {type(outcome).__name__}")
     result = outcome
@@ -159,7 +161,9 @@ def _ingest_batch(
     if records:
         try:
             deadletter.put(records)
-        except Exception as exc:
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:
             log.critical(
                 "chargeback: %d of %d events could not be dead-lettered (%s); raising so it is retried",
                 len(records),
@@ -168,7 +172,7 @@ def _ingest_batch(
             )
             if isinstance(exc, SinkError):
                 raise
-            raise SinkError(f"dead-letter store failed: {exc}") from exc
+            raise SinkError(f"dead-letter store failed: {fault_detail(exc)}") from exc
 
     summary = IngestSummary(
         received=len(batch),

@@ -1,0 +1,159 @@
+"""No event can stop the pipeline: each hostile input of issue #11 ends as one row or one dead-letter.
+
+Every case goes through the real Event Hub trigger (``function_app.on_usage_events`` with
+``azure.functions.EventHubEvent`` objects) and through ``chargeback ingest``, in a batch beside
+good events that must be written untouched.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import azure.functions as func
+import duckdb
+import pytest
+
+import function_app
+from chargeback import wiring as runtime
+from chargeback.cli import main
+from chargeback.edges.deadletter import LocalDeadLetterStore
+from tests.conftest import make_event, to_body
+
+WHITESPACE_PROMPT = json.dumps({"messages": [{"role": "user", "content": " " * 1_000_000}]})
+
+
+def whitespace_event() -> dict[str, Any]:
+    """A ~1 MB prompt of one whitespace run and no usage: tiktoken alone panics on it."""
+    return make_event(usage=None, requestBody=WHITESPACE_PROMPT, responseBody=None)
+
+
+# (event, the dead-letter reason it must get, or None when it must be a row)
+HOSTILE: dict[str, tuple[dict[str, Any], str | None]] = {
+    "whitespace-megabyte": (whitespace_event(), None),
+    "surrogate-request-id": (make_event(requestId="\ud800"), "unencodable-text"),
+    "surrogate-tag-value": (make_event(tags={"project": "a\udfffb"}), "unencodable-text"),
+    "surrogate-tag-key": (make_event(tags={"p\ud801": "x"}), "unencodable-text"),
+    "surrogate-subscription-name": (make_event(subscriptionName="Team \ud800"), "unencodable-text"),
+    "control-in-name": (make_event(subscriptionName="Team\x1b[2J"), "control-characters"),
+    "newline-in-user": (make_event(userId="alice\nFAKE LINE"), "control-characters"),
+    "bidi-override-name": (make_event(subscriptionName="Team \u202eA"), "control-characters"),
+    "long-user-id": (make_event(userId="u" * 257), "value-too-long"),
+    "long-tag-key": (make_event(tags={"k" * 129: "v"}), "value-too-long"),
+    "too-many-tags": (make_event(tags={f"k{i}": "v" for i in range(51)}), "too-many-tags"),
+    "formula-name": (make_event(subscriptionName='=HYPERLINK("http://x","y")'), None),
+    "markup-name": (make_event(subscriptionName="[/bold] [red]x"), None),
+}
+
+
+def good_events(count: int = 5) -> list[dict[str, Any]]:
+    return [make_event() for _ in range(count)]
+
+
+def _rows(db: Path) -> dict[str, dict[str, Any]]:
+    runtime.build_writer.cache_clear()  # close the writer's connection before reading the file
+    with duckdb.connect(str(db), read_only=True) as connection:
+        cursor = connection.execute('SELECT * FROM "AOAIChargeback_CL"')
+        names = [d[0] for d in cursor.description]
+        return {row[1]: dict(zip(names, row, strict=True)) for row in cursor.fetchall()}
+
+
+def _dead(folder: Path) -> list[Any]:
+    return list(LocalDeadLetterStore(folder).records())
+
+
+@pytest.fixture
+def trigger(config_files: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The Event Hub trigger as the Functions host calls it, on a fresh local store."""
+    card, deployments = config_files
+    for name, value in {
+        "CHARGEBACK_SINK": "duckdb",
+        "CHARGEBACK_DUCKDB_PATH": str(tmp_path / "store.duckdb"),
+        "DEADLETTER_PATH": str(tmp_path / "deadletter"),
+        "RATE_CARD_PATH": str(card),
+        "DEPLOYMENTS_PATH": str(deployments),
+    }.items():
+        monkeypatch.setenv(name, value)
+    runtime.build_writer.cache_clear()
+    runtime.build_deadletter.cache_clear()
+    yield function_app.on_usage_events.build().get_user_function()
+    runtime.build_writer.cache_clear()
+
+
+def hub_events(bodies: list[bytes]) -> list[func.EventHubEvent]:
+    return [
+        func.EventHubEvent(
+            body=body,
+            enqueued_time=datetime(2026, 10, 31, 23, 0, tzinfo=UTC),
+            sequence_number=i,
+            offset=str(i),
+            partition_key="p",
+        )
+        for i, body in enumerate(bodies)
+    ]
+
+
+def _check(case: str, db: Path, deadletter: Path, good: list[dict[str, Any]]) -> None:
+    event, reason = HOSTILE[case]
+    rows, dead = _rows(db), _dead(deadletter)
+    assert {e["requestId"] for e in good} <= set(rows)  # the neighbours, untouched
+    if reason is None:
+        assert event["requestId"] in rows
+        assert dead == []
+        return
+    assert len(rows) == len(good)
+    assert [d.reason.value for d in dead] == [reason]
+    assert dead[0].message.body == to_body(event)
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_each_hostile_event_through_the_trigger_is_one_row_or_one_dead_letter(
+    trigger: Any, tmp_path: Path, case: str
+):
+    """Through the Event Hub trigger: the hostile event is one outcome, its neighbours are written."""
+    good = good_events()
+    bodies = [to_body(good[0]), to_body(HOSTILE[case][0]), *(to_body(e) for e in good[1:])]
+    trigger(hub_events(bodies))
+    _check(case, tmp_path / "store.duckdb", tmp_path / "deadletter", good)
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_each_hostile_event_through_the_cli_is_one_row_or_one_dead_letter(
+    config_files: tuple[Path, Path], tmp_path: Path, case: str, capsys: pytest.CaptureFixture[str]
+):
+    """Through ``chargeback ingest``: exit 0, one outcome for the hostile event, neighbours written."""
+    card, deployments = config_files
+    good = good_events()
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join([to_body(good[0]), to_body(HOSTILE[case][0]), *map(to_body, good[1:])]))
+    db, deadletter = tmp_path / "cli.duckdb", tmp_path / "dl"
+    args = ["ingest", str(path), "--db", str(db), "--rate-card", str(card), "--deployments", str(deployments)]
+    runtime.build_writer.cache_clear()
+    assert main([*args, "--deadletter", str(deadletter)]) == 0
+    assert "Traceback" not in capsys.readouterr().out
+    _check(case, db, deadletter, good)
+
+
+def test_the_megabyte_of_whitespace_is_estimated_not_a_panic(trigger: Any, tmp_path: Path):
+    """tiktoken is never handed the run whole: the row is flagged estimated, with a plausible count."""
+    event = whitespace_event()
+    trigger(hub_events([to_body(event)]))
+    row = _rows(tmp_path / "store.duckdb")[event["requestId"]]
+    assert row["UsageSource"] == "estimated"
+    # A million spaces is ~7,800 o200k tokens (runs of 128 spaces are one token each).
+    assert 7_000 < row["PromptTokens"] < 9_000
+
+
+def test_a_rerun_of_the_same_file_writes_no_new_dead_letter(config_files: tuple[Path, Path], tmp_path: Path):
+    """Dead-letter names derive from content: ingesting the same file twice leaves one file."""
+    card, deployments = config_files
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"{broken\n" + to_body(make_event(requestId="\ud800")) + b"\n")
+    args = ["ingest", str(path), "--db", str(tmp_path / "s.duckdb"), "--deadletter", str(tmp_path / "dl")]
+    for _ in range(2):
+        runtime.build_writer.cache_clear()
+        assert main([*args, "--rate-card", str(card), "--deployments", str(deployments)]) == 0
+    assert len(LocalDeadLetterStore(tmp_path / "dl").files()) == 1
+    assert len(_dead(tmp_path / "dl")) == 2
