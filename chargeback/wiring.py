@@ -9,9 +9,10 @@ files' modification times, so an edited rate card is picked up without a restart
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
@@ -22,7 +23,7 @@ from chargeback.core.pipeline import Message, Row, Source
 from chargeback.core.pricing import Deployment, Pricer
 from chargeback.edges.endpoints import is_local_endpoint
 from chargeback.edges.kqlrun import KqlRunner
-from chargeback.edges.sinks import DeadLetterStore, UsageWriter
+from chargeback.edges.sinks import AlertSink, DeadLetterStore, UsageWriter
 from chargeback.errors import ConfigError
 from chargeback.jobs.ingest import IngestSummary, ingest_batch
 from chargeback.settings import Settings
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
 
     from chargeback.edges.blob import BlobDeadLetterStore
     from chargeback.edges.loganalytics import LogAnalyticsWriter
-    from chargeback.jobs.alerts import AlertSink
     from chargeback.jobs.budgets import Budget, BudgetCheck
     from chargeback.jobs.exports import ExportStore, Publication
     from chargeback.jobs.replay import ReplaySource
@@ -211,11 +211,25 @@ def build_export_store(settings: Settings) -> ExportStore:
 
 def build_alert_sink(settings: Settings) -> AlertSink:
     """Log Analytics (alerts stream) when CHARGEBACK_SINK=loganalytics, else the local store."""
-    from chargeback.jobs.alerts import StoreAlertSink, WriterAlertSink
+    from chargeback.edges.alertsinks import StoreAlertSink, WriterAlertSink
 
     if settings.chargeback_sink == "loganalytics":
         return WriterAlertSink(build_log_analytics_writer(settings, settings.logs_alerts_stream_name))
-    return StoreAlertSink(build_writer(settings))
+    from chargeback.edges.store import DuckDBStore
+
+    store = build_writer(settings)
+    if not isinstance(store, DuckDBStore):
+        raise ConfigError(f"CHARGEBACK_SINK={settings.chargeback_sink} has no alerts table")
+    return StoreAlertSink(store)
+
+
+def build_alert_notifier(settings: Settings) -> Callable[[Sequence[Row]], bool] | None:
+    """The ALERT_WEBHOOK_URL poster, or None when no webhook is configured."""
+    if not settings.alert_webhook_url:
+        return None
+    from chargeback.edges.webhook import post_webhook
+
+    return functools.partial(post_webhook, settings.alert_webhook_url)
 
 
 def load_budgets(settings: Settings) -> dict[str, Budget]:
@@ -322,7 +336,7 @@ def budget_check(settings: Settings, month: str, now: datetime) -> tuple[BudgetC
         budgets=load_budgets(settings),
         ptu_deployments=load_ptu_deployments(settings),
         output_weight=output_weight(settings),
-        webhook_url=settings.alert_webhook_url,
+        notify=build_alert_notifier(settings),
     )
 
 

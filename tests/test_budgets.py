@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from datetime import UTC, datetime
@@ -13,9 +14,11 @@ import pytest
 
 from chargeback.core.pricing import DeploymentMap
 from chargeback.core.schema import ALERTS_TABLE
+from chargeback.edges.alertsinks import StoreAlertSink, WriterAlertSink
 from chargeback.edges.kqlrun import LocalKqlRunner
+from chargeback.edges.webhook import post_webhook
 from chargeback.errors import ConfigError
-from chargeback.jobs.alerts import StoreAlertSink, WriterAlertSink, post_webhook, raise_alerts
+from chargeback.jobs.alerts import raise_alerts
 from chargeback.jobs.budgets import (
     check_budgets,
     forecast_month_end,
@@ -159,8 +162,9 @@ def test_webhook_gets_one_text_message_per_check(october_store: Any) -> None:
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/hook"
         runner, sink = LocalKqlRunner(october_store.connection), StoreAlertSink(october_store)
-        raised = raise_alerts(check(october_store, END), runner, sink, now=END, webhook_url=url)
-        raise_alerts(check(october_store, END), runner, sink, now=END, webhook_url=url)
+        notify = functools.partial(post_webhook, url)
+        raised = raise_alerts(check(october_store, END), runner, sink, now=END, notify=notify)
+        raise_alerts(check(october_store, END), runner, sink, now=END, notify=notify)
         assert not post_webhook("http://127.0.0.1:9/closed", raised, timeout=1)
     finally:
         server.shutdown()

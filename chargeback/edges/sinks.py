@@ -2,7 +2,8 @@
 
 A ``UsageWriter`` takes rows and says which it wrote, which it already had (duplicates) and which
 it could not take (``failed``, with a reason); a ``DeadLetterStore`` takes dead-letter records or
-raises ``SinkError``. ``chargeback.jobs.ingest`` combines the two so that nothing is lost.
+raises ``SinkError``; an ``AlertSink`` takes budget alert rows and says which it recorded.
+``chargeback.jobs.ingest`` combines the first two so that nothing is lost.
 """
 
 from __future__ import annotations
@@ -63,6 +64,14 @@ class DeadLetterStore(Protocol):
 
     def put(self, records: Sequence[DeadLetter]) -> None:
         """Persist every record or raise SinkError; partial success must be safe to repeat."""
+        ...
+
+
+class AlertSink(Protocol):
+    """Where budget alert rows go; returns the AlertIds it accepted (recorded, so raised)."""
+
+    def write_alerts(self, rows: Sequence[Row]) -> set[str]:
+        """Write alert rows; return the AlertIds written."""
         ...
 
 

@@ -1,80 +1,37 @@
-"""Budget alerts: written once to ``AOAIChargebackAlerts_CL`` and optionally posted to a webhook.
+"""The budget-check job: alerts written once to ``AOAIChargebackAlerts_CL``, then announced.
 
 An alert's ``AlertId`` (``YYYY-MM/subscription/kind/threshold``) makes it fire once:
 
 - locally the alerts table's primary key is AlertId, so ``DuckDBStore.insert`` skips a second one
   (even when two checks race);
 - in Azure, Log Analytics has no key, so ``alerts_raised.kql`` lists the month's AlertIds first and
-  only new ones are sent through the Logs Ingestion writer (``LogAnalyticsWriter.for_alerts``).
+  only new ones are sent through the Logs Ingestion writer on the alerts stream.
 
 The same ``alerts_raised.kql`` check runs locally too, so both paths are exercised by the tests.
 
-``ALERT_WEBHOOK_URL`` gets one POST per check that raised something: ``{"text": "..."}``, the shape
-both Slack and Microsoft Teams incoming webhooks accept. A failed POST is logged, not retried: the
-alert itself is already recorded in the table (and an Azure Monitor rule can alert on that table).
+The job is handed its edges: the KQL runner, the alert sink (``edges.alertsinks``), the budgets, the
+clock (``now``) and ``notify``, called once with the alerts a check raised (``wiring`` passes the
+ALERT_WEBHOOK_URL poster of ``edges.webhook`` when one is set).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import urllib.error
-import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Protocol
 
 from chargeback.core.pipeline import Row
 from chargeback.core.pricing import Deployment
-from chargeback.core.schema import ALERTS_TABLE
 from chargeback.edges.kqlrun import KqlRunner
+from chargeback.edges.sinks import AlertSink
 from chargeback.jobs.budgets import AlertCandidate, Budget, BudgetCheck, check_budgets
 from chargeback.jobs.rollup import DEFAULT_OUTPUT_WEIGHT, month_of, month_window, previous_month, to_text
 
 log = logging.getLogger("chargeback.jobs.alerts")
 
 RAISED_QUERY = "alerts_raised"
-WEBHOOK_TIMEOUT = 10.0
-
-
-class AlertSink(Protocol):
-    """Where alert rows go; returns the AlertIds it accepted."""
-
-    def write_alerts(self, rows: Sequence[Row]) -> set[str]:
-        """Write alert rows; return the AlertIds written."""
-        ...
-
-
-class StoreAlertSink:
-    """The local DuckDB store's alerts table (primary key AlertId)."""
-
-    def __init__(self, store: Any) -> None:
-        self.store = store
-
-    def write_alerts(self, rows: Sequence[Row]) -> set[str]:
-        """Insert; rows whose AlertId exists already are skipped by the key."""
-        result = self.store.insert(ALERTS_TABLE, rows)
-        if result.failed:
-            log.error("alerts table refused %d alert(s): %s", len(result.failed), result.failed[0].detail)
-        return {str(key) for key in result.written_keys}
-
-
-class WriterAlertSink:
-    """A usage-writer-shaped sink (``LogAnalyticsWriter.for_alerts``) on the alerts stream."""
-
-    def __init__(self, writer: Any) -> None:
-        self.writer = writer
-
-    def write_alerts(self, rows: Sequence[Row]) -> set[str]:
-        """Upload; alerts in failed chunks are not counted as raised (the next check retries them)."""
-        result = self.writer.write(rows)
-        failed = {str(item.row.get("AlertId")) for item in result.failed}
-        if failed:
-            log.error(
-                "could not write %d alert(s) to Log Analytics: %s", len(failed), result.failed[0].detail
-            )
-        return {str(row["AlertId"]) for row in rows} - failed
+Notify = Callable[[Sequence[Row]], object]
 
 
 def alert_row(candidate: AlertCandidate, now: datetime) -> Row:
@@ -112,11 +69,10 @@ def raise_alerts(
     runner: KqlRunner,
     sink: AlertSink,
     *,
-    now: datetime | None = None,
-    webhook_url: str = "",
+    now: datetime,
+    notify: Notify | None = None,
 ) -> list[Row]:
-    """Write the check's new alerts and post them to the webhook; returns the rows raised now."""
-    now = now or datetime.now(UTC)
+    """Write the check's new alerts and announce them through ``notify``; returns the rows raised now."""
     if not check.candidates:
         return []
     known = already_raised(runner, check.month, now)
@@ -127,36 +83,9 @@ def raise_alerts(
     raised = [row for row in rows if row["AlertId"] in written]
     for row in raised:
         log.warning("budget alert %s: %s", row["AlertId"], row["Message"])
-    if webhook_url and raised:
-        post_webhook(webhook_url, raised)
+    if notify is not None and raised:
+        notify(raised)
     return raised
-
-
-def webhook_payload(rows: Sequence[Row]) -> dict[str, str]:
-    """``{"text": ...}``: one line per alert, accepted by Slack and Teams incoming webhooks."""
-    lines = [f"Azure OpenAI chargeback: {len(rows)} new alert(s)"]
-    lines += [f"- [{row['AlertKind']}] {row['Message']}" for row in rows]
-    return {"text": "\n".join(lines)}
-
-
-def post_webhook(url: str, rows: Sequence[Row], timeout: float = WEBHOOK_TIMEOUT) -> bool:
-    """POST the alerts as JSON; True on a 2xx answer, False (logged) otherwise."""
-    body = json.dumps(webhook_payload(rows), ensure_ascii=False).encode("utf-8")
-    request = urllib.request.Request(
-        url, data=body, method="POST", headers={"Content-Type": "application/json; charset=utf-8"}
-    )
-    try:
-        with urllib.request.urlopen(
-            request, timeout=timeout
-        ) as response:  # URL from settings (http(s) checked)
-            status = int(response.status)
-    except (urllib.error.URLError, OSError) as exc:
-        log.error("alert webhook failed: %s", exc)
-        return False
-    if not 200 <= status < 300:
-        log.error("alert webhook answered HTTP %s", status)
-        return False
-    return True
 
 
 def budget_check_months(now: datetime, grace_hours: int) -> list[str]:
@@ -177,9 +106,9 @@ def run_budget_check(
     budgets: Mapping[str, Budget],
     ptu_deployments: Sequence[Deployment],
     output_weight: Decimal = DEFAULT_OUTPUT_WEIGHT,
-    webhook_url: str = "",
+    notify: Notify | None = None,
 ) -> tuple[BudgetCheck, list[Row]]:
     """Check a month's budgets as of ``now`` and raise the new alerts."""
     check = check_budgets(runner, budgets, ptu_deployments, month, now, output_weight=output_weight)
-    raised = raise_alerts(check, runner, sink, now=now, webhook_url=webhook_url)
+    raised = raise_alerts(check, runner, sink, now=now, notify=notify)
     return check, raised
