@@ -171,8 +171,8 @@ def print_reconciliation(run: Any, console: Any) -> None:
         )
     for cause, amount in run.summary["causes"].items():
         console.print(f"  {cause}: {amount}")
-    console.print(f"Reconciliation CSV: {run.csv}")
-    console.print(f"Reconciliation manifest: {run.manifest}")
+    console.print(f"Reconciliation CSV: {run.csv}", soft_wrap=True)
+    console.print(f"Reconciliation manifest: {run.manifest}", soft_wrap=True)
 
 
 def reconcile_month(settings: Settings, month: str, files: Sequence[Path]) -> Any:
@@ -197,6 +197,33 @@ def cmd_reconcile(args: argparse.Namespace, console: Any) -> int:
     """Statement vs the Azure Cost Management export (FOCUS) of the same month, by meter."""
     settings = _settings(args)
     print_reconciliation(reconcile_month(settings, args.month, args.cost_export), console)
+    return 0
+
+
+def report_month(settings: Settings, month: str, *, now: Any = None) -> Any:
+    """Publish (or reuse) the month's statement and write its HTML report beside it."""
+    from chargeback.core.pricing import DeploymentMap
+    from chargeback.edges.kqlrun import build_runner
+    from chargeback.jobs.budgets import load_budgets
+    from chargeback.jobs.exports import export_store
+    from chargeback.jobs.report import run_report
+    from chargeback.jobs.rollup import output_weight
+
+    return run_report(
+        build_runner(settings),
+        export_store(settings),
+        month,
+        budgets=load_budgets(settings.budgets),
+        ptu_deployments=DeploymentMap.load(settings.deployments).ptu_deployments(),
+        output_weight=output_weight(settings),
+        now=now,
+    )
+
+
+def cmd_report(args: argparse.Namespace, console: Any) -> int:
+    """The month's statement as one self-contained HTML file beside the CSVs."""
+    run = report_month(_settings(args), args.month)
+    console.print(f"Report (statement version {run.version}): {run.location}", soft_wrap=True)
     return 0
 
 
@@ -264,6 +291,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rollup.add_argument("--budgets", type=Path, help="budgets CSV (BUDGETS_PATH)")
     rollup.set_defaults(handler=cmd_rollup)
+
+    report = commands.add_parser("report", help="the month's statement as one self-contained HTML file")
+    report.add_argument("--month", required=True, help="month to report, YYYY-MM")
+    report.add_argument("--db", type=Path, help="DuckDB store file (CHARGEBACK_DUCKDB_PATH)")
+    report.add_argument("--out", type=Path, help="exports folder (EXPORTS_PATH)")
+    report.add_argument("--deployments", type=Path, help="deployments map CSV (DEPLOYMENTS_PATH)")
+    report.add_argument("--budgets", type=Path, help="budgets CSV (BUDGETS_PATH)")
+    report.set_defaults(handler=cmd_report)
 
     reconcile = commands.add_parser(
         "reconcile", help="compare a month's statement with the Azure cost export (FOCUS) by meter"
