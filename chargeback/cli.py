@@ -200,29 +200,9 @@ def cmd_reconcile(args: argparse.Namespace, console: Any) -> int:
     return 0
 
 
-def report_month(settings: Settings, month: str, *, now: Any = None) -> Any:
-    """Publish (or reuse) the month's statement and write its HTML report beside it."""
-    from chargeback.core.pricing import DeploymentMap
-    from chargeback.edges.kqlrun import build_runner
-    from chargeback.jobs.budgets import load_budgets
-    from chargeback.jobs.exports import export_store
-    from chargeback.jobs.report import run_report
-    from chargeback.jobs.rollup import output_weight
-
-    return run_report(
-        build_runner(settings),
-        export_store(settings),
-        month,
-        budgets=load_budgets(settings.budgets),
-        ptu_deployments=DeploymentMap.load(settings.deployments).ptu_deployments(),
-        output_weight=output_weight(settings),
-        now=now,
-    )
-
-
 def cmd_report(args: argparse.Namespace, console: Any) -> int:
     """The month's statement as one self-contained HTML file beside the CSVs."""
-    run = report_month(_settings(args), args.month)
+    run = wiring.monthly_report(_settings(args), args.month)
     console.print(f"Report (statement version {run.version}): {run.location}", soft_wrap=True)
     return 0
 

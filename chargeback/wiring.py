@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from chargeback.jobs.budgets import Budget, BudgetCheck
     from chargeback.jobs.exports import ExportStore, Publication
     from chargeback.jobs.replay import ReplaySource
+    from chargeback.jobs.report import ReportRun
 
 log = logging.getLogger("chargeback.wiring")
 
@@ -324,6 +325,21 @@ def monthly_statement(settings: Settings, month: str, now: datetime | None = Non
     )
 
 
+def monthly_report(settings: Settings, month: str, now: datetime | None = None) -> ReportRun:
+    """``chargeback report --month``: the statement (published if changed) and its HTML report beside it."""
+    from chargeback.jobs.report import run_report
+
+    return run_report(
+        build_runner(settings),
+        build_export_store(settings),
+        month,
+        budgets=load_budgets(settings),
+        ptu_deployments=load_ptu_deployments(settings),
+        output_weight=output_weight(settings),
+        now=now or datetime.now(UTC),
+    )
+
+
 def budget_check(settings: Settings, month: str, now: datetime) -> tuple[BudgetCheck, list[Row]]:
     """``chargeback budgets check``: one month's budgets as of ``now``; returns the check and new alerts."""
     from chargeback.jobs.alerts import run_budget_check
@@ -351,15 +367,19 @@ def handle_monthly_rollup(
     from chargeback.jobs.exports import close_due_month
 
     settings = Settings.from_env(os.environ if environ is None else environ)
-    return close_due_month(
+    now = now or datetime.now(UTC)
+    publication = close_due_month(
         build_runner(settings),
         build_export_store(settings),
-        now=now or datetime.now(UTC),
+        now=now,
         grace_hours=settings.rollup_grace_hours,
         budgets=load_budgets(settings),
         ptu_deployments=load_ptu_deployments(settings),
         output_weight=output_weight(settings),
     )
+    if publication is not None:  # the month's HTML report beside its new CSVs
+        monthly_report(settings, publication.month, now)
+    return publication
 
 
 def handle_budget_check(now: datetime | None = None, environ: Mapping[str, str] | None = None) -> list[Row]:

@@ -49,7 +49,7 @@ def due_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_monthly_timer_publishes_the_due_month_to_azurite_once(
     due_store: Path, azurite: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The monthly timer writes both CSVs and the manifest to the exports container, then does nothing."""
+    """The monthly timer writes both CSVs, the manifest and the HTML report to the container, then nothing."""
     from azure.storage.blob import BlobServiceClient
 
     import function_app
@@ -67,8 +67,12 @@ def test_monthly_timer_publishes_the_due_month_to_azurite_once(
     assert names == [
         f"chargeback-{month}.focus.csv",
         f"chargeback-{month}.manifest.json",
+        f"chargeback-{month}.report.html",
         f"chargeback-{month}.summary.csv",
     ]
+    report = client.get_blob_client(f"chargeback-{month}.report.html")
+    assert report.get_blob_properties().content_settings.content_type == "text/html; charset=utf-8"
+    assert b"Content-Security-Policy" in report.download_blob().readall()
     summary = client.download_blob(f"chargeback-{month}.summary.csv").readall().decode()
     assert summary.startswith("SubscriptionId,SubscriptionName,CostCenter,Owner,Requests,")
     etags = {blob.name: blob.etag for blob in client.list_blobs()}
