@@ -68,7 +68,11 @@ SELECT t,
        CASE WHEN (g >> 4) % 50 = 0 THEN 'recounted' ELSE 'reported' END,
        input_cost, cached_cost, output_cost, input_cost + cached_cost + output_cost,
        'USD', pstatus, 'bench+00000000',
-       '{{"project": "' || ['alpha', 'beta', 'gamma'][1 + g % 3] || '"}}', '1'
+       '{{"project": "' || ['alpha', 'beta', 'gamma'][1 + g % 3] || '"}}', '1',
+       0, '',  -- UsageRevision, UsageUnknown
+       -- per-meter columns: a text-only month (audio, image and per-unit meters all zero)
+       0, 0, 0, 0, 0, 0, 0, 0, 0, '', '', 0.0, 0,
+       {meter_costs}, ''
 FROM priced
 """
 FLOOR = """
@@ -114,7 +118,8 @@ def store_file(rows: int) -> Path:
     start = time.perf_counter()
     DuckDBStore(temp).close()  # the real schema, primary key included
     with duckdb.connect(str(temp)) as connection:
-        connection.execute(GENERATE.format(n=rows))
+        zero = "CASE WHEN pstatus = 'unpriced' THEN NULL ELSE 0.0 END"
+        connection.execute(GENERATE.format(n=rows, meter_costs=", ".join([zero] * 9)))
         connection.execute("CHECKPOINT")
     temp.rename(path)
     size = path.stat().st_size / 1e6

@@ -101,9 +101,7 @@ DEPLOYMENTS = (
     DemoDeployment("batch-gpt4o-mini", "gpt-4o-mini", "gpt-4o-mini-2024-07-18", "global-batch", "chat"),
     DemoDeployment("reasoning-o4-mini", "o4-mini", "o4-mini-2025-04-16", "global", "reasoning"),
     DemoDeployment("embed-small", "text-embedding-3-small", "text-embedding-3-small", "global", "embeddings"),
-    DemoDeployment(
-        "lab-realtime", "gpt-4o-realtime-preview", "gpt-4o-realtime-preview-2024-12-17", "global", "chat"
-    ),
+    DemoDeployment("lab-router", "model-router", "model-router-2025-05-19", "global", "chat"),
 )
 BY_NAME = {d.name: d for d in DEPLOYMENTS}
 
@@ -119,7 +117,7 @@ TEAMS = (
         "data-science",
         "Data Science Lab",
         0.16,
-        (("reasoning-o4-mini", 0.4), ("batch-gpt4o-mini", 0.35), ("chat-gpt4o", 0.2), ("lab-realtime", 0.05)),
+        (("reasoning-o4-mini", 0.4), ("batch-gpt4o-mini", 0.35), ("chat-gpt4o", 0.2), ("lab-router", 0.05)),
     ),
     Team("search", "Enterprise Search", 0.22, (("embed-small", 0.55), ("chat-gpt41-mini", 0.45))),
     Team("finance-ai", "Finance Assistant", 0.10, (("chat-gpt4o-eu", 0.8), ("reasoning-o4-mini", 0.2))),
@@ -310,7 +308,7 @@ def write_config(workdir: Path, month: str, base_card: Path) -> tuple[Path, Path
     """The demo's deployments map, and a rate card with a price change on the 15th of the month."""
     deployments = workdir / "deployments.csv"
     lines = ["deployment,model,deployment_type"]
-    lines += [f"{d.name},{d.model},{d.deployment_type}" for d in DEPLOYMENTS if d.name != "lab-realtime"]
+    lines += [f"{d.name},{d.model},{d.deployment_type}" for d in DEPLOYMENTS if d.name != "lab-router"]
     deployments.write_text("\n".join(lines) + "\n", encoding="utf-8")
     card = workdir / "rate_card.csv"
     base = [
@@ -320,7 +318,10 @@ def write_config(workdir: Path, month: str, base_card: Path) -> tuple[Path, Path
     ]
     base.insert(0, f"# version: demo-{month}")
     base.append(f"# demo only: gpt-4o-mini global repriced from {month}-15 to show effective dating")
-    base.append(f"gpt-4o-mini,global,{month}-15,0.12,0.06,0.48,USD")
+    base += [
+        f"gpt-4o-mini,global,{month}-15,{meter},1M tokens,{price},USD"
+        for meter, price in (("input", "0.12"), ("cached-input", "0.06"), ("output", "0.48"))
+    ]
     card.write_text("\n".join(line for line in base if line.strip()) + "\n", encoding="utf-8")
     return card, deployments
 

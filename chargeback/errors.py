@@ -44,6 +44,7 @@ class Reason(StrEnum):
     TOKENS_TOO_LARGE = "tokens-too-large"
     CACHED_EXCEEDS_PROMPT = "cached-exceeds-prompt"
     REASONING_EXCEEDS_COMPLETION = "reasoning-exceeds-completion"
+    MODALITY_MISMATCH = "modality-mismatch"  # audio/image/text parts do not add up to the total
     # Writing
     WRITE_FAILED = "write-failed"
     SINK_UNAVAILABLE = "sink-unavailable"

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from chargeback.core.pricing import (
     DEPLOYMENT_TYPES,
+    TOKEN_METERS,
     DeploymentMap,
     Pricer,
     PricingStatus,
     RateCard,
+    meter_quantities,
     split_model,
 )
-from chargeback.core.schema import Event
+from chargeback.core.schema import BillableUnits, Event
 from chargeback.core.usage import Usage, UsageSource
 from chargeback.errors import ConfigError
 from chargeback.settings import default_config_path
@@ -134,7 +138,7 @@ def test_effective_from_datetime_with_offset_is_compared_in_utc(tmp_path: Path) 
     at = card.lookup("m", "global", datetime(2026, 3, 15, tzinfo=UTC))
     assert just_before is not None
     assert at is not None
-    assert (just_before.input_per_1m, at.input_per_1m) == (Decimal(1), Decimal(2))
+    assert (just_before.price, at.price) == (Decimal(1), Decimal(2))
 
 
 def test_global_batch_deployment_uses_batch_prices_and_blank_cached_means_input(pricer: Pricer) -> None:
@@ -332,7 +336,7 @@ BAD_CARDS = [
         3,
         "currency EUR for m global differs from USD on line 3",
     ),
-    (HEADER + "m,standard,2026-01-01,1,,1,USD\n", 2, "deployment_type 'standard' is not one of"),
+    (HEADER + "m,premium,2026-01-01,1,,1,USD\n", 2, "deployment_type 'premium' is not one of"),
     (HEADER + "m,global,2026-01-01,1,,,USD\n", 2, "output_per_1m is blank"),
     (HEADER + "m,global,2026-01-01,,,1,USD\n", 2, "input_per_1m is blank"),
     (HEADER + ",global,2026-01-01,1,,1,USD\n", 2, "model is blank"),
@@ -376,7 +380,7 @@ def test_rate_card_header_only_and_missing_file_are_config_errors(tmp_path: Path
 BAD_MAPS = [
     ("deployment,model,deployment_type,owner\n", 1, "unknown column 'owner'"),
     ("deployment,model\n", 1, "missing column(s) deployment_type"),
-    ("deployment,model,deployment_type\nd1,gpt-4o,provisioned\n", 2, "deployment_type 'provisioned'"),
+    ("deployment,model,deployment_type\nd1,gpt-4o,reserved\n", 2, "deployment_type 'reserved'"),
     (
         "deployment,model,deployment_type\nd1,gpt-4o,global\nD1,gpt-4o,datazone\n",
         3,
@@ -417,14 +421,22 @@ def test_pricer_without_deployments_map_prices_by_event_model(tmp_path: Path) ->
 
 
 def test_vocabulary_has_the_six_deployment_types() -> None:
-    """The deployment types are exactly global, datazone, regional, the two batch types and ptu."""
-    assert DEPLOYMENT_TYPES == ("global", "datazone", "regional", "global-batch", "datazone-batch", "ptu")
+    """The deployment types are exactly global, datazone, regional, the two batch types, priority and ptu."""
+    assert DEPLOYMENT_TYPES == (
+        "global",
+        "datazone",
+        "regional",
+        "global-batch",
+        "datazone-batch",
+        "priority",
+        "ptu",
+    )
 
 
 def test_shipped_default_card_prices_gpt4o_at_design_numbers() -> None:
     """The packaged rate_card.csv loads and prices gpt-4o global at 2.50 / 1.25 / 10.00 per 1M."""
     pricer = Pricer.from_files(default_config_path("rate_card.csv"), default_config_path("deployments.csv"))
-    assert pricer.rate_card_version.split("+")[0] == "2026-11-22"
+    assert pricer.rate_card_version.split("+")[0] == "2026-11-30"
     now = datetime(2026, 11, 1, tzinfo=UTC)
     price = pricer.price(event("chat-gpt4o", "gpt-4o-2024-08-06", when=now), usage(1_000_000, 1_000_000, 0))
     assert (price.input_cost, price.output_cost) == (Decimal("2.50"), Decimal("10.00"))
@@ -450,28 +462,25 @@ def test_shipped_default_card_matches_design_global_prices(
 ) -> None:
     """The packaged card's current global rows equal DESIGN's verified list."""
     card = RateCard.load(default_config_path("rate_card.csv"))
-    row = card.lookup(model, "global", datetime(2026, 11, 1, tzinfo=UTC))
-    assert row is not None
-    assert (row.input_per_1m, row.cached_input_per_1m, row.output_per_1m) == (
+    when = datetime(2026, 11, 1, tzinfo=UTC)
+    prices = [card.lookup(model, "global", when, meter) for meter in ("input", "cached-input", "output")]
+    assert [row.per_1m if row else None for row in prices] == [
         Decimal(input_price),
         Decimal(cached_price),
         Decimal(output_price),
-    )
+    ]
 
 
-def test_shipped_default_card_keeps_gpt4o_price_history() -> None:
-    """The packaged card demonstrates effective dating: gpt-4o cost 5.00/15.00 before 2024-10-01."""
-    card = RateCard.load(default_config_path("rate_card.csv"))
-    old = card.lookup("gpt-4o", "global", datetime(2024, 9, 30, 23, 59, tzinfo=UTC))
-    new = card.lookup("gpt-4o", "global", datetime(2024, 10, 1, tzinfo=UTC))
-    assert old is not None
-    assert new is not None
-    assert (old.input_per_1m, old.cached_input_per_1m, old.output_per_1m) == (
-        Decimal(5),
-        Decimal(5),
-        Decimal(15),
+def test_shipped_default_card_prices_gpt4o_2024_05_13_by_version() -> None:
+    """The packaged card prices gpt-4o version 2024-05-13 at 5.00/15.00 for its whole life, by version."""
+    pricer = Pricer(RateCard.load(default_config_path("rate_card.csv")))
+    late = event("any", "gpt-4o-2024-05-13", when=datetime(2026, 11, 1, tzinfo=UTC))
+    price = pricer.price(late, usage(1_000_000, 1_000_000, 0))
+    assert (price.input_cost, price.output_cost) == (Decimal(5), Decimal(15))
+    newer = pricer.price(
+        event("any", "gpt-4o-2024-11-20", when=late.timestamp), usage(1_000_000, 1_000_000, 0)
     )
-    assert new.input_per_1m == Decimal("2.50")
+    assert (newer.input_cost, newer.output_cost) == (Decimal("2.5"), Decimal(10))
 
 
 def test_shipped_deployments_map_covers_every_type_it_uses() -> None:
@@ -485,3 +494,297 @@ def test_shipped_deployments_map_covers_every_type_it_uses() -> None:
         else:
             assert card.lookup(deployment.model, deployment.deployment_type, now) is not None, deployment
     assert {d.deployment for d in deployments.ptu_deployments()} == {"ptu-gpt4o"}
+
+
+# --- Rate card v2: one price per meter ------------------------------------------------------------
+
+V2_HEADER = "model,deployment_type,effective_from,meter,unit,price,currency\n"
+V2_CARD = V2_HEADER + (
+    # gpt-4o-audio-preview: text and audio tokens at their own rates
+    "gpt-4o-audio-preview,global,2024-12-17,input,1M tokens,2.50,USD\n"
+    "gpt-4o-audio-preview,global,2024-12-17,output,1M tokens,10.00,USD\n"
+    "gpt-4o-audio-preview,global,2024-12-17,audio-input,1M tokens,40.00,USD\n"
+    "gpt-4o-audio-preview,global,2024-12-17,audio-output,1M tokens,80.00,USD\n"
+    # realtime: cached text and cached audio
+    "gpt-realtime,global,2025-08-28,input,1M tokens,4.00,USD\n"
+    "gpt-realtime,global,2025-08-28,cached-input,1M tokens,0.40,USD\n"
+    "gpt-realtime,global,2025-08-28,output,1M tokens,16.00,USD\n"
+    "gpt-realtime,global,2025-08-28,audio-input,1M tokens,32.00,USD\n"
+    "gpt-realtime,global,2025-08-28,cached-audio-input,1M tokens,,USD\n"
+    "gpt-realtime,global,2025-08-28,audio-output,1M tokens,64.00,USD\n"
+    # gpt-image-1 in 1K units, as the Retail Prices API gives some of them
+    "gpt-image-1,global,2025-04-15,input,1K tokens,0.005,USD\n"
+    "gpt-image-1,global,2025-04-15,image-input,1M tokens,10.00,USD\n"
+    "gpt-image-1,global,2025-04-15,image-output,1M tokens,40.00,USD\n"
+    # per-unit meters
+    "dall-e-3,regional,2023-11-06,images:standard:1024x1024,1 image,0.04,USD\n"
+    "dall-e-3,regional,2023-11-06,images:hd:*,1 image,0.08,USD\n"
+    "dall-e-3,regional,2023-11-06,images:hd:1792x1024,1 image,0.12,USD\n"
+    "whisper,regional,2023-09-01,audio-seconds,1 hour,0.36,USD\n"
+    "gpt-4o-transcribe,global,2025-03-20,input,1M tokens,2.50,USD\n"
+    "gpt-4o-transcribe,global,2025-03-20,audio-input,1M tokens,6.00,USD\n"
+    "gpt-4o-transcribe,global,2025-03-20,output,1M tokens,10.00,USD\n"
+    "tts,regional,2024-02-01,characters,1M characters,15.00,USD\n"
+    # version precedence: the version row wins over the base model's, whatever the dates
+    "gpt-4o,global,2024-08-06,input,1M tokens,2.50,USD\n"
+    "gpt-4o,global,2024-08-06,cached-input,1M tokens,1.25,USD\n"
+    "gpt-4o,global,2024-08-06,output,1M tokens,10.00,USD\n"
+    "gpt-4o-2024-05-13,global,2024-05-13,input,1M tokens,5.00,USD\n"
+    "gpt-4o-2024-05-13,global,2024-05-13,output,1M tokens,15.00,USD\n"
+    # batch with cached prices, and priority
+    "gpt-4.1,global-batch,2025-04-14,input,1M tokens,1.00,USD\n"
+    "gpt-4.1,global-batch,2025-04-14,cached-input,1M tokens,0.25,USD\n"
+    "gpt-4.1,global-batch,2025-04-14,output,1M tokens,4.00,USD\n"
+    "gpt-4.1,priority,2025-04-14,input,1M tokens,4.00,USD\n"
+    "gpt-4.1,priority,2025-04-14,cached-input,1M tokens,1.00,USD\n"
+    "gpt-4.1,priority,2025-04-14,output,1M tokens,16.00,USD\n"
+)
+V2_MAP = (
+    "deployment,model,deployment_type\n"
+    "images,dall-e-3,Standard\n"
+    "stt,whisper,standard\n"
+    "speech,tts,regional\n"
+    "batch41,gpt-4.1,GlobalBatch\n"
+    "prio41,gpt-4.1,priority\n"
+)
+LATE = datetime(2026, 10, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def v2(tmp_path: Path) -> Pricer:
+    return Pricer.from_files(write(tmp_path, "card2.csv", V2_CARD), write(tmp_path, "map2.csv", V2_MAP))
+
+
+def meters_usage(**fields: int | Decimal) -> Usage:
+    base: dict[str, Any] = {
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "cached_tokens": 0,
+        "reasoning_tokens": 0,
+    }
+    base.update(fields)
+    return Usage(source=UsageSource.REPORTED, **base)
+
+
+def units_event(deployment: str, model: str, **units: Any) -> Event:
+    return dataclasses.replace(event(deployment, model, when=LATE), units=BillableUnits(**units))
+
+
+def test_audio_output_is_priced_at_the_audio_meter_not_as_text(v2: Pricer) -> None:
+    """gpt-4o-audio-preview, 653 completion tokens of which 589 audio: 589 x 80 + 64 x 10 per 1M."""
+    usage = meters_usage(prompt_tokens=28, completion_tokens=653, audio_completion_tokens=589)
+    price = v2.price(event("any", "gpt-4o-audio-preview-2024-12-17", when=LATE), usage)
+    assert price.status is PricingStatus.PRICED
+    assert price.costs == {
+        "input": Decimal("0.00007000"),
+        "output": Decimal("0.00064000"),
+        "audio-output": Decimal("0.04712000"),
+    }
+    assert price.output_cost == Decimal("0.04776")
+    assert price.total_cost == Decimal("0.04783")
+
+
+def test_realtime_cached_audio_blank_price_is_the_audio_input_price(v2: Pricer) -> None:
+    """Realtime: 80 cached text, 220 cached audio (blank → audio-input 32.00), 20 text, 180 audio, 10 out."""
+    usage = meters_usage(
+        prompt_tokens=500,
+        completion_tokens=10,
+        cached_tokens=300,
+        audio_prompt_tokens=400,
+        cached_audio_tokens=220,
+    )
+    price = v2.price(event("any", "gpt-realtime-2025-08-28", when=LATE), usage)
+    assert dict(price.quantities or {}) == {
+        "input": 20,
+        "cached-input": 80,
+        "output": 10,
+        "audio-input": 180,
+        "cached-audio-input": 220,
+    }
+    # by hand: 20x4 + 80x0.40 + 10x16 + 180x32 + 220x32 = 80 + 32 + 160 + 5760 + 7040 = 13072 per 1M
+    assert price.total_cost == Decimal("0.013072")
+    assert price.input_cost == Decimal("0.00584")  # 20x4 + 180x32
+    assert price.cached_input_cost == Decimal("0.007072")  # 80x0.40 + 220x32
+
+
+def test_image_generation_tokens_priced_by_modality_with_1k_units(v2: Pricer) -> None:
+    """gpt-image-1: 10 text (0.005 per 1K) + 40 image input (10 per 1M) + 4160 image output (40 per 1M)."""
+    usage = meters_usage(
+        prompt_tokens=50, completion_tokens=4160, image_prompt_tokens=40, image_completion_tokens=4160
+    )
+    price = v2.price(event("any", "gpt-image-1", when=LATE), usage)
+    assert price.costs == {
+        "input": Decimal("0.00005"),
+        "image-input": Decimal("0.0004"),
+        "image-output": Decimal("0.1664"),
+    }
+    assert price.total_cost == Decimal("0.16685")
+
+
+@pytest.mark.parametrize(
+    ("quality", "size", "expected"),
+    [
+        ("standard", "1024x1024", Decimal("0.08")),
+        ("hd", "1024x1024", Decimal("0.16")),  # images:hd:* applies to any size
+        ("hd", "1792x1024", Decimal("0.24")),  # the exact quality and size wins
+    ],
+)
+def test_images_are_priced_per_image_by_quality_and_size(
+    v2: Pricer, quality: str, size: str, expected: Decimal
+) -> None:
+    """dall-e-3, 2 images: the most specific images row (quality and size, then quality) prices them."""
+    price = v2.price(
+        units_event("images", "dall-e-3", images=2, image_quality=quality, image_size=size),
+        meters_usage(images=2),
+    )
+    assert (price.status, price.total_cost, price.deployment_type) == (
+        PricingStatus.PRICED,
+        expected,
+        "regional",
+    )
+
+
+def test_images_with_no_row_for_their_quality_are_unpriced(v2: Pricer) -> None:
+    """dall-e-3 standard 1792x1024 has no row (nor a plain images row): unpriced, never another meter."""
+    price = v2.price(
+        units_event("images", "dall-e-3", images=1, image_quality="standard", image_size="1792x1024"),
+        meters_usage(images=1),
+    )
+    assert price.status is PricingStatus.UNPRICED
+    assert price.total_cost is None
+    assert price.unpriced_meters == ("images",)
+
+
+def test_transcription_by_duration_is_priced_per_hour(v2: Pricer) -> None:
+    """whisper, 90 seconds at 0.36 per hour: 90 x 0.36 / 3600 = 0.009."""
+    price = v2.price(event("stt", "whisper", when=LATE), meters_usage(audio_seconds=Decimal(90)))
+    assert price.total_cost == Decimal("0.009")
+    assert price.unit_cost == Decimal("0.009")
+
+
+def test_transcription_by_tokens_prices_audio_input(v2: Pricer) -> None:
+    """gpt-4o-transcribe: 14 audio input tokens at 6.00 and 45 text output at 10.00 per 1M."""
+    usage = meters_usage(prompt_tokens=14, completion_tokens=45, audio_prompt_tokens=14)
+    price = v2.price(event("any", "gpt-4o-transcribe", when=LATE), usage)
+    assert price.costs == {"output": Decimal("0.00045"), "audio-input": Decimal("0.000084")}
+
+
+def test_text_to_speech_is_priced_per_character(v2: Pricer) -> None:
+    """tts, 1,234 characters at 15.00 per 1M characters."""
+    price = v2.price(event("speech", "tts", when=LATE), meters_usage(characters=1234))
+    assert price.total_cost == Decimal("0.01851")
+
+
+def test_version_row_wins_over_the_base_model_whatever_the_date(v2: Pricer) -> None:
+    """gpt-4o-2024-05-13 in 2026 is 5.00/15.00 (version row); -08-06 takes the base 2.50/10.00."""
+    usage = meters_usage(prompt_tokens=1_000_000, completion_tokens=1_000_000)
+    old = v2.price(event("any", "gpt-4o-2024-05-13", when=LATE), usage)
+    new = v2.price(event("any", "gpt-4o-2024-08-06", when=LATE), usage)
+    assert (old.input_cost, old.output_cost) == (Decimal(5), Decimal(15))
+    assert (new.input_cost, new.output_cost) == (Decimal("2.5"), Decimal(10))
+
+
+def test_version_row_without_a_meter_falls_back_to_the_base_model_for_that_meter(v2: Pricer) -> None:
+    """Cached tokens of gpt-4o-2024-05-13 (no cached row on the version) take the base model's price."""
+    usage = meters_usage(prompt_tokens=1_000_000, cached_tokens=1_000_000)
+    price = v2.price(event("any", "gpt-4o-2024-05-13", when=LATE), usage)
+    assert price.cached_input_cost == Decimal("1.25")
+
+
+def test_batch_rows_have_cached_prices_and_azure_sku_names_map(v2: Pricer) -> None:
+    """GlobalBatch maps to global-batch, whose cached price (0.25) is its own, not the input price."""
+    usage = meters_usage(prompt_tokens=2_000_000, cached_tokens=1_000_000, completion_tokens=1_000_000)
+    price = v2.price(event("batch41", "gpt-4.1-2025-04-14", when=LATE), usage)
+    assert (price.deployment_type, price.input_cost, price.cached_input_cost, price.output_cost) == (
+        "global-batch",
+        Decimal(1),
+        Decimal("0.25"),
+        Decimal(4),
+    )
+
+
+def test_priority_deployments_are_priced_at_their_own_rows(v2: Pricer) -> None:
+    """A priority deployment is priced at the priority rows."""
+    price = v2.price(event("prio41", "gpt-4.1", when=LATE), meters_usage(prompt_tokens=1_000_000))
+    assert (price.deployment_type, price.total_cost) == ("priority", Decimal(4))
+
+
+def test_a_quantity_on_a_meter_without_a_price_makes_the_row_unpriced(v2: Pricer) -> None:
+    """gpt-4o with audio input tokens has no audio-input row: unpriced, not priced as text input."""
+    usage = meters_usage(prompt_tokens=100, completion_tokens=10, audio_prompt_tokens=60)
+    price = v2.price(event("any", "gpt-4o-2024-08-06", when=LATE), usage)
+    assert price.status is PricingStatus.UNPRICED
+    assert (price.input_cost, price.total_cost) == (None, None)
+    assert price.unpriced_meters == ("audio-input",)
+
+
+def test_every_token_lands_in_exactly_one_meter() -> None:
+    """The meters' token quantities add up to prompt + completion, whatever the split."""
+    usage = meters_usage(
+        prompt_tokens=1000,
+        completion_tokens=500,
+        cached_tokens=400,
+        audio_prompt_tokens=300,
+        cached_audio_tokens=100,
+        image_prompt_tokens=200,
+        cached_image_tokens=50,
+        audio_completion_tokens=120,
+        image_completion_tokens=80,
+        reasoning_tokens=100,
+    )
+    quantities = meter_quantities(usage)
+    assert sum(q for m, q in quantities.items() if m in TOKEN_METERS) == 1500
+    assert quantities == {
+        "input": 250,
+        "cached-input": 250,
+        "output": 300,
+        "audio-input": 200,
+        "cached-audio-input": 100,
+        "audio-output": 120,
+        "image-input": 150,
+        "cached-image-input": 50,
+        "image-output": 80,
+    }
+
+
+V1_EQUIVALENT = V2_HEADER + (
+    "gpt-4o,global,2024-10-01,input,1M tokens,2.50,USD\n"
+    "gpt-4o,global,2024-10-01,cached-input,1M tokens,1.25,USD\n"
+    "gpt-4o,global,2024-10-01,output,1M tokens,10.00,USD\n"
+)
+
+
+def test_v1_and_v2_cards_price_the_same_event_the_same(tmp_path: Path) -> None:
+    """A v1 row and its three v2 meter rows give the same Decimal costs."""
+    v1 = Pricer.from_files(
+        write(tmp_path, "v1.csv", HEADER + "gpt-4o,global,2024-10-01,2.50,1.25,10.00,USD\n")
+    )
+    v2_card = Pricer.from_files(write(tmp_path, "v2.csv", V1_EQUIVALENT))
+    one, two = v1.price(event("x"), usage()), v2_card.price(event("x"), usage())
+    assert (one.input_cost, one.cached_input_cost, one.output_cost) == (
+        two.input_cost,
+        two.cached_input_cost,
+        two.output_cost,
+    )
+    assert (v1.rate_card.shape, v2_card.rate_card.shape) == ("v1", "v2")
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ("m,global,2026-01-01,speech,1M tokens,1,USD\n", "meter 'speech' is not one of"),
+        (
+            "m,global,2026-01-01,input,1 image,1,USD\n",
+            "unit '1 image' counts images, but meter input counts tokens",
+        ),
+        ("m,global,2026-01-01,input,per token,1,USD\n", "unit 'per token' is not one of"),
+        ("m,global,2026-01-01,output,1M tokens,,USD\n", "price is blank (only a cached meter"),
+        ("m,global,2026-01-01,input,1M tokens,-1,USD\n", "price -1 is negative"),
+    ],
+)
+def test_v2_rate_card_errors_name_their_line(tmp_path: Path, row: str, message: str) -> None:
+    """Every v2 validation error is a ConfigError naming the file line."""
+    with pytest.raises(ConfigError) as excinfo:
+        RateCard.load(write(tmp_path, "bad.csv", V2_HEADER + row))
+    assert "line 2" in str(excinfo.value)
+    assert message in str(excinfo.value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import jsonschema
@@ -16,7 +17,9 @@ from chargeback.core.schema import (
     ReportedUsage,
     event_json_schema,
     parse_event,
+    parse_usage,
     table_columns,
+    validate_event,
 )
 from chargeback.errors import Reason, RejectedEvent
 from tests.conftest import make_event, to_body
@@ -298,3 +301,223 @@ def test_validator_accepts_exactly_what_the_json_schema_accepts(
         if exc.reason == Reason.MISSING_FIELD and schema_ok:
             return  # blank strings: the schema only says minLength 1
     assert python_ok == schema_ok, (event, python_ok, schema_ok)
+
+
+# --- Usage breakdowns by modality (documented payload shapes) ----------------------------------
+
+# Chat completions with audio output (gpt-4o-audio-preview): completion_tokens_details.audio_tokens.
+CHAT_AUDIO = {
+    "prompt_tokens": 28,
+    "completion_tokens": 653,
+    "total_tokens": 681,
+    "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+    "completion_tokens_details": {
+        "reasoning_tokens": 0,
+        "audio_tokens": 589,
+        "accepted_prediction_tokens": 0,
+        "rejected_prediction_tokens": 0,
+    },
+}
+# Predicted outputs: accepted and rejected prediction tokens are inside completion_tokens.
+CHAT_PREDICTION = {
+    "prompt_tokens": 124,
+    "completion_tokens": 77,
+    "total_tokens": 201,
+    "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+    "completion_tokens_details": {
+        "reasoning_tokens": 0,
+        "audio_tokens": 0,
+        "accepted_prediction_tokens": 18,
+        "rejected_prediction_tokens": 10,
+    },
+}
+# Realtime response.done usage: input_token_details (singular "token") with a cached split.
+REALTIME = {
+    "total_tokens": 253,
+    "input_tokens": 132,
+    "output_tokens": 121,
+    "input_token_details": {
+        "text_tokens": 119,
+        "audio_tokens": 13,
+        "cached_tokens": 64,
+        "cached_tokens_details": {"text_tokens": 64, "audio_tokens": 0},
+    },
+    "output_token_details": {"text_tokens": 30, "audio_tokens": 91},
+}
+# Images API (gpt-image-1): input text/image tokens; output_tokens are the output image's tokens.
+IMAGE_GENERATION = {
+    "total_tokens": 4210,
+    "input_tokens": 50,
+    "output_tokens": 4160,
+    "input_tokens_details": {"text_tokens": 10, "image_tokens": 40},
+}
+# Transcription (gpt-4o-transcribe): usage.type "tokens", audio input; whisper: "duration".
+TRANSCRIPTION_TOKENS = {
+    "type": "tokens",
+    "input_tokens": 14,
+    "input_token_details": {"text_tokens": 0, "audio_tokens": 14},
+    "output_tokens": 45,
+    "total_tokens": 59,
+}
+TRANSCRIPTION_DURATION = {"type": "duration", "seconds": 3}
+
+
+@pytest.mark.parametrize(
+    ("usage", "expected"),
+    [
+        (
+            CHAT_AUDIO,
+            ReportedUsage(28, 653, audio_completion_tokens=589),
+        ),
+        (
+            CHAT_PREDICTION,
+            ReportedUsage(124, 77, accepted_prediction_tokens=18, rejected_prediction_tokens=10),
+        ),
+        (
+            REALTIME,
+            ReportedUsage(132, 121, 64, audio_prompt_tokens=13, audio_completion_tokens=91),
+        ),
+        (
+            IMAGE_GENERATION,
+            ReportedUsage(50, 4160, image_prompt_tokens=40, image_completion_tokens=4160),
+        ),
+        (
+            TRANSCRIPTION_TOKENS,
+            ReportedUsage(14, 45, audio_prompt_tokens=14),
+        ),
+        (
+            TRANSCRIPTION_DURATION,
+            ReportedUsage(0, 0, audio_seconds=Decimal(3)),
+        ),
+        (
+            {"prompt_tokens": 8, "total_tokens": 8},
+            ReportedUsage(8, 0),
+        ),
+        (
+            # Responses API with image input reported by the service.
+            {
+                "input_tokens": 900,
+                "input_tokens_details": {"cached_tokens": 100, "image_tokens": 765},
+                "output_tokens": 40,
+                "output_tokens_details": {"reasoning_tokens": 0},
+                "total_tokens": 940,
+            },
+            # cached tokens are text first: 135 text tokens hold all 100 cached ones.
+            ReportedUsage(900, 40, 100, image_prompt_tokens=765),
+        ),
+        (
+            # Realtime with a cached audio part.
+            {
+                "input_tokens": 500,
+                "output_tokens": 10,
+                "input_token_details": {
+                    "text_tokens": 100,
+                    "audio_tokens": 400,
+                    "cached_tokens": 300,
+                    "cached_tokens_details": {"text_tokens": 80, "audio_tokens": 220},
+                },
+                "output_token_details": {"text_tokens": 10, "audio_tokens": 0},
+            },
+            ReportedUsage(500, 10, 300, audio_prompt_tokens=400, cached_audio_tokens=220),
+        ),
+    ],
+    ids=[
+        "chat-audio",
+        "chat-prediction",
+        "realtime",
+        "image-generation",
+        "transcription-tokens",
+        "transcription-duration",
+        "embeddings",
+        "responses-image-input",
+        "realtime-cached-audio",
+    ],
+)
+def test_usage_breakdowns_are_kept_by_modality(usage: dict[str, Any], expected: ReportedUsage):
+    """Every breakdown the service reports is kept: audio, image, cached split, predictions, seconds."""
+    assert parse_usage(usage) == expected
+    # The same event through the fast path and the full validator gives the same usage.
+    assert validate_event(json.loads(to_body(make_event(usage=usage)))).usage == expected
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [
+        # text + audio named and not adding up to the total
+        {**REALTIME, "input_tokens": 133},
+        {**REALTIME, "output_token_details": {"text_tokens": 30, "audio_tokens": 92}},
+        # audio larger than the whole prompt
+        {"prompt_tokens": 10, "completion_tokens": 1, "prompt_tokens_details": {"audio_tokens": 11}},
+        # cached split that does not add up to cached_tokens
+        {
+            "input_tokens": 50,
+            "output_tokens": 1,
+            "input_token_details": {
+                "text_tokens": 40,
+                "audio_tokens": 10,
+                "cached_tokens": 20,
+                "cached_tokens_details": {"text_tokens": 15, "audio_tokens": 6},
+            },
+        },
+        # prediction tokens beyond the completion
+        {
+            "prompt_tokens": 5,
+            "completion_tokens": 4,
+            "completion_tokens_details": {"rejected_prediction_tokens": 5},
+        },
+        # reasoning beyond the text part of the completion
+        {
+            "prompt_tokens": 5,
+            "completion_tokens": 10,
+            "completion_tokens_details": {"reasoning_tokens": 8, "audio_tokens": 5},
+        },
+    ],
+    ids=[
+        "input-parts",
+        "output-parts",
+        "audio-over-prompt",
+        "cached-split",
+        "prediction",
+        "reasoning-vs-audio",
+    ],
+)
+def test_inconsistent_modality_totals_are_rejected(usage: dict[str, Any]):
+    """Parts that do not add up to what the service reported are a modality-mismatch, never priced."""
+    assert reason_of(to_body(make_event(usage=usage))) == Reason.MODALITY_MISMATCH
+
+
+def test_billable_units_of_non_token_calls_are_read():
+    """billableUnits carry images, size, quality, characters, seconds; v1 events without them stay valid."""
+    doc = json.loads(
+        to_body(
+            make_event(
+                billableUnits={
+                    "images": 2,
+                    "imageSize": "1024x1792",
+                    "imageQuality": "HD",
+                    "audioSeconds": 12.5,
+                }
+            )
+        )
+    )
+    units = validate_event(doc).units
+    assert (units.images, units.image_size, units.image_quality) == (2, "1024x1792", "hd")
+    assert units.audio_seconds == Decimal("12.5")
+    assert validate_event(json.loads(to_body(make_event()))).units.images == 0
+
+
+@pytest.mark.parametrize(
+    ("units", "reason"),
+    [
+        ({"images": -1}, Reason.INVALID_VALUE),
+        ({"images": "2"}, Reason.WRONG_TYPE),
+        ({"characters": 1.5}, Reason.WRONG_TYPE),
+        ({"audioSeconds": True}, Reason.WRONG_TYPE),
+        ({"audioSeconds": 1e9}, Reason.INVALID_VALUE),
+        ({"imageSize": "x" * 65}, Reason.INVALID_VALUE),
+        ([], Reason.WRONG_TYPE),
+    ],
+)
+def test_bad_billable_units_are_rejected(units: Any, reason: Reason):
+    """A billableUnits field of the wrong type or out of range is rejected with its reason."""
+    assert reason_of(to_body(make_event(billableUnits=units))) == reason

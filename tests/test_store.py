@@ -13,7 +13,8 @@ from chargeback.errors import Reason
 
 
 def row(request_id: str, cost: str | None = "0.0125") -> dict[str, Any]:
-    values: dict[str, Any] = {c.name: "" for c in table_columns()}
+    defaults = {"long": 0, "int": 0, "real": Decimal(0), "boolean": False}
+    values: dict[str, Any] = {c.name: defaults.get(c.type, "") for c in table_columns()}
     values.update(
         TimeGenerated=datetime(2026, 10, 20, 12, 0, tzinfo=UTC),
         RequestId=request_id,
@@ -166,3 +167,22 @@ def test_a_store_from_before_the_revision_columns_gets_them(tmp_path: Path):
             'SELECT UsageRevision, UsageUnknown FROM "AOAIChargeback_CL"'
         ).fetchall()
         assert got == [(0, None)]
+
+
+def test_a_store_file_from_before_an_additive_column_gains_it(tmp_path: Path):
+    """A store made with fewer columns opens, gains the new ones (null in its old rows) and takes new rows."""
+    import duckdb
+
+    path = tmp_path / "old.duckdb"
+    with duckdb.connect(str(path)) as connection:
+        connection.execute(
+            'CREATE TABLE "AOAIChargeback_CL" '
+            '("TimeGenerated" TIMESTAMP, "RequestId" VARCHAR, PRIMARY KEY ("RequestId"))'
+        )
+        connection.execute("""INSERT INTO "AOAIChargeback_CL" VALUES (TIMESTAMP '2026-10-01', 'old')""")
+    with DuckDBStore(path) as store:
+        assert store.write([row("new")]).written == 1
+        values = store.connection.execute(
+            'SELECT "RequestId", "Images", "PromptTokens" FROM "AOAIChargeback_CL" ORDER BY 1'
+        ).fetchall()
+    assert values == [("new", 0, 1000), ("old", None, None)]

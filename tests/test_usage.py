@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chargeback.core.schema import Event, ReportedUsage
+from chargeback.core.schema import BillableUnits, Event, ReportedUsage
 from chargeback.core.tokens import CL100K_BASE, O200K_BASE, get_encoding
 from chargeback.core.usage import (
     AWAITING_GATEWAY,
@@ -324,7 +325,8 @@ def test_embeddings_recognised_by_operation_without_model() -> None:
 
 
 def test_legacy_completions_prompt() -> None:
-    """Legacy completions count their prompt strings and the choices' text."""
+    """Legacy completions count their prompt strings and the choices' text, flagged estimated:
+    a non-chat request with ``prompt`` is never an exact recount."""
     event = make(
         model="gpt-35-turbo-instruct",
         request_body={"prompt": ["Once upon", "a time"], "max_tokens": 5},
@@ -332,7 +334,7 @@ def test_legacy_completions_prompt() -> None:
     )
     expected_prompt = n("Once upon", CL100K) + n("a time", CL100K)
     assert resolve_usage(event) == Usage(
-        expected_prompt, n(" there was", CL100K) + n(" in", CL100K), 0, 0, RECOUNTED
+        expected_prompt, n(" there was", CL100K) + n(" in", CL100K), 0, 0, ESTIMATED
     )
 
 
@@ -630,3 +632,122 @@ def test_captured_responses_know_everything_they_report():
     """Reported usage leaves UsageUnknown empty."""
     usage = resolve_usage(make(usage=ReportedUsage(10, 5, 2, 1)))
     assert (usage.source, usage.unknown) == (UsageSource.REPORTED, "")
+
+
+# --- Honest recount and non-token calls ---------------------------------------------------------
+
+
+def test_predicted_outputs_are_estimated_never_recounted() -> None:
+    """A chat request with ``prediction`` bills rejected prediction tokens the response never shows."""
+    request = {
+        "messages": [{"role": "user", "content": "Rename x to y in this code"}],
+        "prediction": {"type": "content", "content": "def f(x):\n    return x\n"},
+    }
+    response = {
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "def f(y):\n    return y\n"}}]
+    }
+    assert resolve_usage(make(request_body=request, response_body=response)).source is ESTIMATED
+
+
+@pytest.mark.parametrize(
+    "request_body",
+    [
+        {"messages": [{"role": "user", "content": "Say hi"}], "modalities": ["text", "audio"]},
+        {"messages": [{"role": "user", "content": "Say hi"}], "audio": {"voice": "alloy", "format": "wav"}},
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [{"type": "input_audio", "input_audio": {"data": "UklG", "format": "wav"}}],
+                }
+            ]
+        },
+        {
+            "messages": [
+                {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}
+            ]
+        },
+        {"input": "Hi", "prompt": {"id": "pmpt_123", "version": "2"}},
+        {"prompt": "Once upon a time", "max_tokens": 5},
+    ],
+    ids=[
+        "audio-modality",
+        "audio-output",
+        "audio-input",
+        "image-input",
+        "stored-prompt",
+        "legacy-completion",
+    ],
+)
+def test_request_features_the_formula_cannot_count_are_estimated(request_body: dict[str, Any]) -> None:
+    """Audio or image input or output, a stored prompt, a non-chat request with ``prompt``: estimated."""
+    response = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi"}, "text": "Hi"}]}
+    assert resolve_usage(make(request_body=request_body, response_body=response)).source is ESTIMATED
+
+
+@pytest.mark.parametrize(
+    ("request_body", "response_body"),
+    [
+        ({"prompt": "A watercolor fox", "n": 1, "size": "1024x1024", "quality": "hd"}, ""),
+        ({"prompt": "A watercolor fox", "n": 1}, {"created": 1, "data": [{"url": "https://x/y.png"}]}),
+    ],
+    ids=["request-keys", "response-data"],
+)
+def test_image_generation_request_is_never_read_as_a_legacy_completion(
+    request_body: dict[str, Any], response_body: Any
+) -> None:
+    """An images request's prompt is not counted as completion prompt tokens: zero tokens, estimated."""
+    event = make(
+        model="dall-e-3", deployment="images", request_body=request_body, response_body=response_body
+    )
+    assert resolve_usage(event) == Usage(0, 0, 0, 0, ESTIMATED)
+
+
+def test_image_count_from_billable_units_makes_an_exact_row() -> None:
+    """dall-e-3 with billableUnits.images = 2 and no usage: 2 images, recounted (the gateway counted them)."""
+    event = make(
+        model="dall-e-3",
+        deployment="images",
+        request_body={"prompt": "A fox", "n": 2, "size": "1024x1024"},
+        units=BillableUnits(images=2, image_size="1024x1024", image_quality="standard"),
+    )
+    usage = resolve_usage(event)
+    assert (usage.images, usage.prompt_tokens, usage.source) == (2, 0, RECOUNTED)
+
+
+def test_images_are_not_counted_when_the_service_reported_image_tokens() -> None:
+    """gpt-image-1 reports image output tokens: its images are billed as tokens, not per image too."""
+    event = make(
+        model="gpt-image-1",
+        usage=ReportedUsage(50, 4160, image_prompt_tokens=40, image_completion_tokens=4160),
+        units=BillableUnits(images=1, image_size="1024x1024", image_quality="high"),
+    )
+    usage = resolve_usage(event)
+    assert (usage.images, usage.image_completion_tokens, usage.source) == (0, 4160, UsageSource.REPORTED)
+
+
+def test_text_to_speech_characters_come_from_billable_units() -> None:
+    """A tts request (input + voice) is not embeddings: zero tokens, the policy's character count."""
+    event = make(
+        model="tts",
+        deployment="speech",
+        request_body={"model": "tts", "input": "Hello there", "voice": "alloy"},
+        units=BillableUnits(characters=11),
+    )
+    usage = resolve_usage(event)
+    assert (usage.prompt_tokens, usage.characters, usage.source) == (0, 11, RECOUNTED)
+
+
+def test_reported_duration_wins_over_the_policy_seconds() -> None:
+    """A transcription's usage.type duration is the service's count; billableUnits seconds are a fallback."""
+    reported = make(
+        model="whisper",
+        usage=ReportedUsage(0, 0, audio_seconds=Decimal(3)),
+        units=BillableUnits(audio_seconds=Decimal(4)),
+    )
+    fallback = make(model="whisper", units=BillableUnits(audio_seconds=Decimal("4.5")))
+    assert resolve_usage(reported).audio_seconds == Decimal(3)
+    assert (resolve_usage(fallback).audio_seconds, resolve_usage(fallback).source) == (
+        Decimal("4.5"),
+        RECOUNTED,
+    )

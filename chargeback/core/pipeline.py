@@ -14,9 +14,10 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-from chargeback.core.pricing import Price, Pricer, PricingStatus
+from chargeback.core.pricing import TEXT_METERS, Price, Pricer, PricingStatus
 from chargeback.core.schema import Event, parse_event
 from chargeback.core.usage import Usage, UsageSource, resolve_usage
 from chargeback.errors import ChargebackError, Reason, RejectedEvent
@@ -107,10 +108,11 @@ def build_row(event: Event, usage: Usage, price: Price) -> Row:
     # Hot path (one call per event): locals instead of the two properties.
     prompt, completion = usage.prompt_tokens, usage.completion_tokens
     input_cost, cached_cost, output_cost = price.input_cost, price.cached_input_cost, price.output_cost
+    unit_cost = price.unit_cost
     total_cost = (
         None
-        if input_cost is None or cached_cost is None or output_cost is None
-        else input_cost + cached_cost + output_cost
+        if input_cost is None or cached_cost is None or output_cost is None or unit_cost is None
+        else input_cost + cached_cost + output_cost + unit_cost
     )
     tags = event.tags
     return {
@@ -148,6 +150,54 @@ def build_row(event: Event, usage: Usage, price: Price) -> Row:
         "EventSchemaVersion": event.schema_version,
         "UsageRevision": 0,
         "UsageUnknown": usage.unknown,
+        **_meter_columns(event, usage, price),
+    }
+
+
+_ZERO_COST = Decimal(0)
+# The per-meter cost columns of the non-text meters (text meters are the rest of Input/Cached/Output).
+_COST_COLUMNS = (
+    ("audio-input", "AudioInputCost"),
+    ("cached-audio-input", "CachedAudioInputCost"),
+    ("audio-output", "AudioOutputCost"),
+    ("image-input", "ImageInputCost"),
+    ("cached-image-input", "CachedImageInputCost"),
+    ("image-output", "ImageOutputCost"),
+    ("images", "ImagesCost"),
+    ("audio-seconds", "AudioSecondsCost"),
+    ("characters", "CharactersCost"),
+)
+_TEXT_ONLY_COSTS: dict[str, Decimal | None] = {column: _ZERO_COST for _, column in _COST_COLUMNS}
+_UNPRICED_COSTS: dict[str, Decimal | None] = dict.fromkeys(_TEXT_ONLY_COSTS)
+
+
+def _meter_columns(event: Event, usage: Usage, price: Price) -> Row:
+    """Every meter's quantity and cost on the row (additive columns of ``AOAIChargeback_CL``)."""
+    costs = price.costs
+    if costs is None:
+        cost_columns = _UNPRICED_COSTS
+    elif costs.keys() <= TEXT_METERS:
+        cost_columns = _TEXT_ONLY_COSTS
+    else:
+        cost_columns = {column: costs.get(meter, _ZERO_COST) for meter, column in _COST_COLUMNS}
+    units = event.units
+    seconds = usage.audio_seconds
+    return {
+        "AudioInputTokens": usage.audio_prompt_tokens,
+        "CachedAudioTokens": usage.cached_audio_tokens,
+        "ImageInputTokens": usage.image_prompt_tokens,
+        "CachedImageTokens": usage.cached_image_tokens,
+        "AudioOutputTokens": usage.audio_completion_tokens,
+        "ImageOutputTokens": usage.image_completion_tokens,
+        "AcceptedPredictionTokens": usage.accepted_prediction_tokens,
+        "RejectedPredictionTokens": usage.rejected_prediction_tokens,
+        "Images": usage.images,
+        "ImageSize": units.image_size if usage.images or usage.image_completion_tokens else "",
+        "ImageQuality": units.image_quality if usage.images or usage.image_completion_tokens else "",
+        "AudioSeconds": seconds if seconds is not None else _ZERO_COST,
+        "Characters": usage.characters,
+        **cost_columns,
+        "UnpricedMeters": ",".join(price.unpriced_meters),
     }
 
 

@@ -1,31 +1,50 @@
-"""Pricing: effective-dated rate card, deployments map, Decimal costs.
+"""Pricing: effective-dated rate card by meter, deployments map, Decimal costs.
 
-``RateCard.load`` reads the rate card CSV (USD per 1M tokens, one row per model, deployment type and
-effective date), ``DeploymentMap.load`` the map from Azure deployment names to the model and type
-they are priced as, and ``Pricer.price`` turns one event and its resolved usage into a ``Price``:
+``RateCard.load`` reads the rate card CSV, ``DeploymentMap.load`` the map from Azure deployment names
+to the model and type they are priced as, and ``Pricer.price`` turns one event and its resolved
+usage into a ``Price``: one quantity and one cost per meter (DESIGN, "Pricing"; binding names)::
 
-    InputCost       = (PromptTokens - CachedTokens) x input        / 1M
-    CachedInputCost = CachedTokens                  x cached_input / 1M
-    OutputCost      = CompletionTokens              x output       / 1M   (reasoning is inside)
+    input / cached-input / output                       text tokens (reasoning is output)
+    audio-input / cached-audio-input / audio-output     audio tokens
+    image-input / cached-image-input / image-output     image tokens
+    images                                              generated images (by quality and size)
+    audio-seconds                                       transcription and translation by duration
+    characters                                          text-to-speech input characters
 
-Status precedence (DESIGN, "Pricing"): a non-2xx response is ``not-billable`` with zero costs; a
-response served from APIM's semantic cache is ``cache-hit`` with zero costs; a provisioned (``ptu``)
-deployment is ``ptu`` with zero per-token costs (its monthly cost is allocated by the rollup); a model
-with no row in force is ``unpriced`` with ``None`` costs; everything else is ``priced``.
+Each token of a usage lands in exactly one meter (``meter_quantities``): the cached part of each
+modality on its cached meter, the rest on its input meter, the completion split the same way.
+``InputCost``/``CachedInputCost``/``OutputCost`` are the sums over the modalities, and the per-unit
+meters add to the total. A quantity on a meter the card has no price for makes the row ``unpriced``
+(costs None): it is never priced as another meter.
 
-Every price is a ``Decimal`` parsed from the CSV text; no float is ever involved. Per-event work is
-one cached dictionary lookup, one ``bisect`` and three Decimal multiplications (prices are kept
-per token, so dividing by one million is an exact exponent shift done once at load time).
+Status precedence: a non-2xx response is ``not-billable`` with zero costs; a response served from
+APIM's semantic cache is ``cache-hit`` with zero costs; a provisioned (``ptu``) deployment is ``ptu``
+with zero per-token costs (its monthly cost is allocated by the rollup); a meter with a quantity and
+no price in force is ``unpriced``; everything else is ``priced``.
 
-Rate card rules:
-- ``# ...`` lines are comments; ``# version: <name>`` (before the header) names the card. The
-  ``RateCardVersion`` stamped on every row is ``<name>+<first 8 hex of the file's sha256>``, or
-  ``sha256:<8 hex>`` without a declared name, so an edited card is distinguishable from the original.
-- ``effective_from`` is a date (00:00 UTC) or an ISO datetime with a UTC offset.
-- ``cached_input_per_1m`` blank means the input price.
-- ``output_per_1m`` may be blank only for embeddings models (``*embedding*``), where it means 0:
-  embeddings have no output tokens. For any other model a blank output price is an error, so that a
-  forgotten column never silently prices output at zero.
+Every price is a ``Decimal`` parsed from the CSV text; no float is ever involved. Prices per 1M or
+1K are kept per unit (an exact exponent shift done once at load time); per-hour prices are divided
+by 3600 when a cost is computed.
+
+Rate card files (both shapes are read; one file is one shape):
+
+- v2, one price per row, the shape of the Azure Retail Prices API's items:
+  ``model,deployment_type,effective_from,meter,unit,price,currency``. Units: ``1M tokens``,
+  ``1K tokens``, ``1 image``, ``1 second``, ``1 minute``, ``1 hour``, ``1M characters``,
+  ``1K characters`` (case-insensitive), each valid for its meter's kind only. A blank price is
+  allowed on a cached meter only and means the input price of the same modality. The ``images``
+  meter may name the quality and size it prices: ``images:hd:1024x1792``, ``images:hd:*``,
+  ``images:*:1024x1024``; lookup goes from the most specific to plain ``images``.
+- v1, ``model,deployment_type,effective_from,input_per_1m,cached_input_per_1m,output_per_1m,currency``:
+  each row is the three text meters per 1M tokens; a blank cached price is the input price; a blank
+  output price is allowed for embeddings models only (there it is 0).
+
+Common rules: ``# ...`` lines are comments; ``# version: <name>`` (before the header) names the card.
+The ``RateCardVersion`` stamped on every row is ``<name>+<first 8 hex of the file's sha256>``, or
+``sha256:<8 hex>`` without a declared name. ``effective_from`` is a date (00:00 UTC) or an ISO
+datetime with a UTC offset. The ``model`` column may name a version (``gpt-4o-2024-05-13``): for each
+meter the most specific row in force wins (the event's version, then the base model), because Azure
+prices some models by version, not by date. Deployment types are DESIGN's names or Azure's SKU names.
 """
 
 from __future__ import annotations
@@ -35,7 +54,7 @@ import hashlib
 import re
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
@@ -58,29 +77,59 @@ class PricingStatus(StrEnum):
     UNPRICED = "unpriced"
 
 
-@dataclass(slots=True)
-class Price:
-    """The priced side of a usage row. Costs are None only when status is UNPRICED.
+class Meter(StrEnum):
+    """DESIGN's binding meter names."""
 
-    Treat it as immutable; it is not ``frozen`` because one is built per event (0.9 -> 0.3 us).
-    """
+    INPUT = "input"
+    CACHED_INPUT = "cached-input"
+    OUTPUT = "output"
+    AUDIO_INPUT = "audio-input"
+    CACHED_AUDIO_INPUT = "cached-audio-input"
+    AUDIO_OUTPUT = "audio-output"
+    IMAGE_INPUT = "image-input"
+    CACHED_IMAGE_INPUT = "cached-image-input"
+    IMAGE_OUTPUT = "image-output"
+    IMAGES = "images"
+    AUDIO_SECONDS = "audio-seconds"
+    CHARACTERS = "characters"
 
-    model: str
-    model_version: str
-    deployment_type: str
-    input_cost: Decimal | None
-    cached_input_cost: Decimal | None
-    output_cost: Decimal | None
-    currency: str
-    status: PricingStatus
-    rate_card_version: str
 
-    @property
-    def total_cost(self) -> Decimal | None:
-        """Sum of the three meters, or None when unpriced."""
-        if self.input_cost is None or self.cached_input_cost is None or self.output_cost is None:
-            return None
-        return self.input_cost + self.cached_input_cost + self.output_cost
+METERS: tuple[str, ...] = tuple(m.value for m in Meter)
+TOKEN_METERS = frozenset(METERS[:9])
+TEXT_METERS = frozenset(METERS[:3])
+# The kind of quantity each meter counts, and the units a price may be given in (unit -> divisor).
+METER_KINDS: dict[str, str] = {
+    **dict.fromkeys(TOKEN_METERS, "tokens"),
+    Meter.IMAGES.value: "images",
+    Meter.AUDIO_SECONDS.value: "seconds",
+    Meter.CHARACTERS.value: "characters",
+}
+UNITS: dict[str, tuple[str, int]] = {
+    "1m tokens": ("tokens", 1_000_000),
+    "1k tokens": ("tokens", 1_000),
+    "1 image": ("images", 1),
+    "1 second": ("seconds", 1),
+    "1 minute": ("seconds", 60),
+    "1 hour": ("seconds", 3_600),
+    "1m characters": ("characters", 1_000_000),
+    "1k characters": ("characters", 1_000),
+}
+# The unit each meter's quantity is counted in on a row (the FOCUS export prices per these).
+BASE_UNITS: dict[str, str] = {
+    **dict.fromkeys(TOKEN_METERS, "1M tokens"),
+    Meter.IMAGES.value: "1 image",
+    Meter.AUDIO_SECONDS.value: "1 hour",
+    Meter.CHARACTERS.value: "1M characters",
+}
+# Cached meter -> the input meter of the same modality (a blank cached price means its price).
+CACHED_OF: dict[str, str] = {
+    Meter.CACHED_INPUT.value: Meter.INPUT.value,
+    Meter.CACHED_AUDIO_INPUT.value: Meter.AUDIO_INPUT.value,
+    Meter.CACHED_IMAGE_INPUT.value: Meter.IMAGE_INPUT.value,
+}
+INPUT_METERS = frozenset({Meter.INPUT.value, Meter.AUDIO_INPUT.value, Meter.IMAGE_INPUT.value})
+CACHED_METERS = frozenset(CACHED_OF)
+OUTPUT_METERS = frozenset({Meter.OUTPUT.value, Meter.AUDIO_OUTPUT.value, Meter.IMAGE_OUTPUT.value})
 
 
 class DeploymentType(StrEnum):
@@ -91,10 +140,26 @@ class DeploymentType(StrEnum):
     REGIONAL = "regional"
     GLOBAL_BATCH = "global-batch"
     DATAZONE_BATCH = "datazone-batch"
+    PRIORITY = "priority"
     PTU = "ptu"  # provisioned throughput: billed by the hour, never per token
 
 
 DEPLOYMENT_TYPES: tuple[str, ...] = tuple(t.value for t in DeploymentType)
+# Azure's SKU names (``az cognitiveservices account deployment list``: sku.name), lower case.
+AZURE_SKUS: dict[str, str] = {
+    "globalstandard": "global",
+    "datazonestandard": "datazone",
+    "standard": "regional",
+    "globalbatch": "global-batch",
+    "datazonebatch": "datazone-batch",
+    "globalpriority": "priority",
+    "datazonepriority": "priority",
+    "priority": "priority",
+    "globalprovisionedmanaged": "ptu",
+    "datazoneprovisionedmanaged": "ptu",
+    "provisionedmanaged": "ptu",
+    "provisioned": "ptu",
+}
 DEFAULT_DEPLOYMENT_TYPE = DeploymentType.GLOBAL.value
 DEFAULT_CURRENCY = "USD"
 
@@ -107,6 +172,7 @@ RATE_CARD_COLUMNS = (
     "output_per_1m",
     "currency",
 )
+RATE_CARD_V2_COLUMNS = ("model", "deployment_type", "effective_from", "meter", "unit", "price", "currency")
 DEPLOYMENT_COLUMNS = ("deployment", "model", "deployment_type")
 DEPLOYMENT_OPTIONAL_COLUMNS = ("ptu_monthly_cost", "currency")
 
@@ -119,6 +185,7 @@ _DATETIME_WITH_OFFSET = re.compile(
     r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})", re.IGNORECASE
 )
 _CURRENCY = re.compile(r"[A-Z]{3}")
+_IMAGES_METER = re.compile(r"images(?::(?P<quality>[a-z0-9*-]+)(?::(?P<size>[0-9x*]+|\*))?)?")
 # Model versions Azure reports as a suffix: a date (gpt-4o-2024-08-06) or the legacy MMDD form
 # (gpt-35-turbo-0125, gpt-4-0613).
 _VERSION_SUFFIX = re.compile(r"^(?P<base>.+?)-(?P<version>\d{4}-\d{2}-\d{2}|(?:0[1-9]|1[0-2])\d{2})$")
@@ -142,58 +209,140 @@ def is_embedding_model(model: str) -> bool:
     return "embedding" in model.lower()
 
 
+def meter_quantities(usage: Usage) -> dict[str, int | Decimal]:
+    """Every meter with a quantity, each token in exactly one of them.
+
+    Audio and image counts include their cached parts; what is left of the prompt after audio and
+    image is text, and the cached part of each modality goes to its cached meter. Reasoning and
+    prediction tokens are text output. Costs are priced per these quantities.
+    """
+    prompt = usage.prompt_tokens
+    cached = min(usage.cached_tokens, prompt)  # never valid above the prompt: no meter goes negative
+    audio_in, image_in = usage.audio_prompt_tokens, usage.image_prompt_tokens
+    cached_audio, cached_image = usage.cached_audio_tokens, usage.cached_image_tokens
+    audio_out, image_out = usage.audio_completion_tokens, usage.image_completion_tokens
+    quantities: dict[str, int | Decimal] = {}
+    cached_text = cached - cached_audio - cached_image
+    text_in = prompt - audio_in - image_in - cached_text
+    text_out = usage.completion_tokens - audio_out - image_out
+    if text_in:
+        quantities["input"] = text_in
+    if cached_text:
+        quantities["cached-input"] = cached_text
+    if text_out:
+        quantities["output"] = text_out
+    if audio_in or audio_out or image_in or image_out:
+        for meter, quantity in (
+            ("audio-input", audio_in - cached_audio),
+            ("cached-audio-input", cached_audio),
+            ("audio-output", audio_out),
+            ("image-input", image_in - cached_image),
+            ("cached-image-input", cached_image),
+            ("image-output", image_out),
+        ):
+            if quantity:
+                quantities[meter] = quantity
+    if usage.images:
+        quantities["images"] = usage.images
+    if usage.audio_seconds:
+        quantities["audio-seconds"] = usage.audio_seconds
+    if usage.characters:
+        quantities["characters"] = usage.characters
+    return quantities
+
+
+@dataclass(slots=True)
+class Price:
+    """The priced side of a usage row. Costs are None only when status is UNPRICED.
+
+    ``costs`` holds one Decimal per meter with a quantity (``quantities``); ``input_cost`` etc.
+    are the sums over modalities. ``unpriced_meters`` names the meters that had a quantity and no
+    price. Treat it as immutable; not ``frozen`` because one is built per event.
+    """
+
+    model: str
+    model_version: str
+    deployment_type: str
+    input_cost: Decimal | None
+    cached_input_cost: Decimal | None
+    output_cost: Decimal | None
+    currency: str
+    status: PricingStatus
+    rate_card_version: str
+    quantities: Mapping[str, int | Decimal] | None = None
+    costs: Mapping[str, Decimal] | None = None
+    unit_cost: Decimal | None = ZERO  # images + audio seconds + characters
+    unpriced_meters: tuple[str, ...] = ()
+
+    @property
+    def total_cost(self) -> Decimal | None:
+        """Sum of every meter, or None when unpriced."""
+        if (
+            self.input_cost is None
+            or self.cached_input_cost is None
+            or self.output_cost is None
+            or self.unit_cost is None
+        ):
+            return None
+        return self.input_cost + self.cached_input_cost + self.output_cost + self.unit_cost
+
+
 @dataclass(frozen=True, slots=True)
 class RateCardRow:
-    """One validated rate card row; prices are USD (or ``currency``) per 1M tokens."""
+    """One validated rate card price: ``price`` per ``unit`` of ``meter`` (a v1 row is three of them)."""
 
     model: str
     deployment_type: str
     effective_from: datetime
-    input_per_1m: Decimal
-    cached_input_per_1m: Decimal
-    output_per_1m: Decimal
+    meter: str
+    unit: str
+    price: Decimal | None  # None: a blank cached price, i.e. the input price of the same modality
     currency: str
     line: int
 
     @property
-    def input_per_token(self) -> Decimal:
-        """Input price per token (exact: a Decimal exponent shift)."""
-        return self.input_per_1m.scaleb(-6)
-
-    @property
-    def cached_input_per_token(self) -> Decimal:
-        """Cached input price per token."""
-        return self.cached_input_per_1m.scaleb(-6)
-
-    @property
-    def output_per_token(self) -> Decimal:
-        """Output price per token."""
-        return self.output_per_1m.scaleb(-6)
+    def per_1m(self) -> Decimal | None:
+        """The price per 1M units of a token or character meter (for reports), else the price."""
+        if self.price is None:
+            return None
+        _, divisor = UNITS[self.unit.lower()]
+        return (self.price * 1_000_000 / divisor) if divisor in (1_000, 1_000_000) else self.price
 
 
 @dataclass(frozen=True, slots=True)
-class _Rates:
-    """Per-token prices of one row, precomputed for the hot path."""
+class _Rate:
+    """A price per unit, precomputed for the hot path: ``cost = quantity x per_unit / divisor``."""
 
-    input: Decimal
-    cached_input: Decimal
-    output: Decimal
+    per_unit: Decimal
+    divisor: int  # 1 when the division was exact at load time (per 1M, per 1K, per unit)
     currency: str
+
+    def cost(self, quantity: int | Decimal) -> Decimal:
+        if self.divisor == 1:
+            return quantity * self.per_unit
+        return quantity * self.per_unit / self.divisor
+
+
+def _rate(price: Decimal, unit: str, currency: str) -> _Rate:
+    _, divisor = UNITS[unit.lower()]
+    if divisor in (1, 1_000, 1_000_000):
+        return _Rate(price.scaleb(-len(str(divisor)) + 1), 1, currency)
+    return _Rate(price, divisor, currency)
 
 
 @dataclass(frozen=True, slots=True)
 class _Series:
-    """The rows of one (model, deployment type), oldest first, with their start instants."""
+    """The prices of one (model, deployment type, meter), oldest first, with their start instants."""
 
     starts: tuple[datetime, ...]
-    rates: tuple[_Rates, ...]
+    rates: tuple[_Rate, ...]
     rows: tuple[RateCardRow, ...]
 
     def index(self, when: datetime) -> int:
         """Position of the row in force at ``when``, or -1 before the first one."""
         return bisect_right(self.starts, when) - 1
 
-    def at(self, when: datetime) -> _Rates | None:
+    def at(self, when: datetime) -> _Rate | None:
         index = bisect_right(self.starts, when) - 1
         return self.rates[index] if index >= 0 else None
 
@@ -302,11 +451,23 @@ def parse_effective_from(raw: str) -> datetime:
     raise ValueError(f"{raw!r} is not YYYY-MM-DD or an ISO datetime with a UTC offset")
 
 
-def _deployment_type(raw: str, line: int, errors: _Errors) -> str | None:
-    value = raw.lower()
+def deployment_type_of(raw: str) -> str | None:
+    """DESIGN's deployment type for a name or an Azure SKU name (``GlobalStandard``), or None."""
+    value = raw.strip().lower()
     if value in DEPLOYMENT_TYPES:
         return value
-    errors.add(line, f"deployment_type {raw!r} is not one of {', '.join(DEPLOYMENT_TYPES)}")
+    return AZURE_SKUS.get(value)
+
+
+def _deployment_type(raw: str, line: int, errors: _Errors) -> str | None:
+    value = deployment_type_of(raw)
+    if value is not None:
+        return value
+    errors.add(
+        line,
+        f"deployment_type {raw!r} is not one of {', '.join(DEPLOYMENT_TYPES)} "
+        "(or an Azure SKU name such as GlobalStandard)",
+    )
     return None
 
 
@@ -321,19 +482,23 @@ def _currency(raw: str, line: int, errors: _Errors, *, default: str | None = Non
 
 
 class RateCard:
-    """An effective-dated price list, indexed by (model, deployment type) for ``bisect`` lookups."""
+    """An effective-dated price list, indexed by (model, deployment type, meter) for ``bisect`` lookups."""
 
-    def __init__(self, rows: Sequence[RateCardRow], version: str, source: str = "<rate card>") -> None:
+    def __init__(
+        self, rows: Sequence[RateCardRow], version: str, source: str = "<rate card>", shape: str = "v2"
+    ) -> None:
         self.rows: tuple[RateCardRow, ...] = tuple(rows)
         self.version = version
         self.source = source
+        self.shape = shape
         self._series = self._index(self.rows)
         self._model_currency = {row.model: row.currency for row in self.rows}
+        self._priced = {(row.model, row.deployment_type) for row in self.rows}
         self.default_currency = self._predominant_currency(self.rows)
 
     @classmethod
     def load(cls, path: Path | str) -> RateCard:
-        """Read and validate a rate card CSV; ConfigError lists every faulty line."""
+        """Read and validate a rate card CSV (v1 or v2); ConfigError lists every faulty line."""
         return cls.parse(_read_bytes(path, "rate card"), source=str(path))
 
     @classmethod
@@ -344,23 +509,22 @@ class RateCard:
         declared = _declared_version(text)
         version = f"{declared}+{digest}" if declared else f"sha256:{digest}"
         errors = _Errors(source)
-        rows = _parse_rate_rows(text, errors)
+        rows, shape = _parse_rate_rows(text, errors)
         errors.raise_if_any()
         if not rows:
             raise ConfigError(f"{source}: the rate card has no price rows")
-        return cls(rows, version, source)
+        return cls(rows, version, source, shape)
 
     @staticmethod
-    def _index(rows: Sequence[RateCardRow]) -> dict[tuple[str, str], _Series]:
-        grouped: dict[tuple[str, str], list[RateCardRow]] = {}
+    def _index(rows: Sequence[RateCardRow]) -> dict[tuple[str, str, str], _Series]:
+        grouped: dict[tuple[str, str, str], list[RateCardRow]] = {}
         for row in rows:
-            grouped.setdefault((row.model, row.deployment_type), []).append(row)
+            grouped.setdefault((row.model, row.deployment_type, row.meter), []).append(row)
         index = {}
         for key, group in grouped.items():
             group.sort(key=lambda r: r.effective_from)
             rates = tuple(
-                _Rates(r.input_per_token, r.cached_input_per_token, r.output_per_token, r.currency)
-                for r in group
+                _rate(r.price, r.unit, r.currency) if r.price is not None else _BLANK_CACHED for r in group
             )
             index[key] = _Series(tuple(r.effective_from for r in group), rates, tuple(group))
         return index
@@ -374,13 +538,19 @@ class RateCard:
         leaders = sorted(currency for currency, count in counts.items() if count == top)
         return DEFAULT_CURRENCY if DEFAULT_CURRENCY in leaders else leaders[0]
 
-    def series(self, model: str, deployment_type: str) -> _Series | None:
-        """All rows of one model and type (model compared case-insensitively), or None."""
-        return self._series.get((model.lower(), deployment_type))
+    def series(self, model: str, deployment_type: str, meter: str = "input") -> _Series | None:
+        """All rows of one model, type and meter (model compared case-insensitively), or None."""
+        return self._series.get((model.lower(), deployment_type, meter))
 
-    def lookup(self, model: str, deployment_type: str, at: datetime) -> RateCardRow | None:
-        """The row in force at ``at``: the latest ``effective_from`` <= ``at``, or None."""
-        series = self.series(model, deployment_type)
+    def prices(self, model: str, deployment_type: str) -> bool:
+        """True when the card has any row for this model (or version) and type."""
+        return (model.lower(), deployment_type) in self._priced
+
+    def lookup(
+        self, model: str, deployment_type: str, at: datetime, meter: str = "input"
+    ) -> RateCardRow | None:
+        """The row of exactly this model name in force at ``at``: the latest ``effective_from`` <= ``at``."""
+        series = self.series(model, deployment_type, meter)
         if series is None:
             return None
         index = series.index(at)
@@ -391,52 +561,65 @@ class RateCard:
         return self._model_currency.get(model.lower(), self.default_currency)
 
     def models(self) -> frozenset[str]:
-        """Every model the card prices (lower case)."""
+        """Every model (and model version) the card prices (lower case)."""
         return frozenset(row.model for row in self.rows)
 
 
-def _parse_rate_rows(text: str, errors: _Errors) -> list[RateCardRow]:
+# A blank cached price in a v2 card: the input price of the same modality, found at lookup time.
+_BLANK_CACHED = _Rate(Decimal(-1), 0, "")
+
+
+def _parse_rate_rows(text: str, errors: _Errors) -> tuple[list[RateCardRow], str]:
     records = _records(text)
     first = next(records, None)
     if first is None:
-        raise ConfigError(f"{errors.source}: no header row; expected {','.join(RATE_CARD_COLUMNS)}")
+        raise ConfigError(
+            f"{errors.source}: no header row; expected {','.join(RATE_CARD_V2_COLUMNS)} "
+            f"(or v1: {','.join(RATE_CARD_COLUMNS)})"
+        )
     header_line, header = first
-    if not _check_header(header_line, header, RATE_CARD_COLUMNS, (), errors):
-        return []
+    shape = "v2" if "meter" in header else "v1"
+    columns = RATE_CARD_V2_COLUMNS if shape == "v2" else RATE_CARD_COLUMNS
+    if not _check_header(header_line, header, columns, (), errors):
+        return [], shape
+    parse = _parse_v2_row if shape == "v2" else _parse_v1_row
     rows: list[RateCardRow] = []
-    seen: dict[tuple[str, str, datetime], int] = {}
+    seen: dict[tuple[str, str, str, datetime], int] = {}
     currencies: dict[tuple[str, str], tuple[str, int]] = {}
     for line, cells in records:
-        row = _parse_rate_row(line, cells, header, errors)
-        if row is None:
+        if len(cells) != len(header):
+            errors.add(line, f"{len(cells)} fields; the header has {len(header)}")
             continue
-        key = (row.model, row.deployment_type, row.effective_from)
+        parsed = parse(line, dict(zip(header, cells, strict=True)), errors)
+        if not parsed:
+            continue
+        first_row = parsed[0]
+        key = (first_row.model, first_row.deployment_type, first_row.meter, first_row.effective_from)
         if key in seen:
+            what = "" if shape == "v1" else f" {first_row.meter}"
             errors.add(
                 line,
-                f"duplicate price for {row.model} {row.deployment_type} effective "
-                f"{row.effective_from.isoformat()} (first on line {seen[key]})",
+                f"duplicate price for {first_row.model} {first_row.deployment_type}{what} effective "
+                f"{first_row.effective_from.isoformat()} (first on line {seen[key]})",
             )
             continue
         seen[key] = line
-        first_currency = currencies.setdefault((row.model, row.deployment_type), (row.currency, line))
-        if first_currency[0] != row.currency:
+        pair = (first_row.model, first_row.deployment_type)
+        first_currency = currencies.setdefault(pair, (first_row.currency, line))
+        if first_currency[0] != first_row.currency:
             errors.add(
                 line,
-                f"currency {row.currency} for {row.model} {row.deployment_type} differs from "
+                f"currency {first_row.currency} for {pair[0]} {pair[1]} differs from "
                 f"{first_currency[0]} on line {first_currency[1]}; one model and type has one currency",
             )
             continue
-        rows.append(row)
-    return rows
+        rows.extend(parsed)
+    return rows, shape
 
 
-def _parse_rate_row(line: int, cells: list[str], header: list[str], errors: _Errors) -> RateCardRow | None:
-    if len(cells) != len(header):
-        errors.add(line, f"{len(cells)} fields; the header has {len(header)}")
-        return None
-    values = dict(zip(header, cells, strict=True))
-    before = len(errors.messages)
+def _common(
+    line: int, values: dict[str, str], errors: _Errors
+) -> tuple[str, str | None, datetime | None, str | None]:
     model = values["model"].lower()
     if not model:
         errors.add(line, "model is blank")
@@ -446,16 +629,66 @@ def _parse_rate_row(line: int, cells: list[str], header: list[str], errors: _Err
         effective_from = parse_effective_from(values["effective_from"])
     except ValueError as exc:
         errors.add(line, f"effective_from {exc}")
-    prices = _row_prices(line, model, values, errors)
     currency = _currency(values["currency"], line, errors)
+    return model, deployment_type, effective_from, currency
+
+
+def _parse_v2_row(line: int, values: dict[str, str], errors: _Errors) -> list[RateCardRow]:
+    before = len(errors.messages)
+    model, deployment_type, effective_from, currency = _common(line, values, errors)
+    meter = _meter(values["meter"], line, errors)
+    unit = values["unit"]
+    kind = UNITS.get(unit.lower(), ("", 0))[0]
+    if not kind:
+        errors.add(line, f"unit {unit!r} is not one of {', '.join(BASE_UNITS_ACCEPTED)}")
+    elif meter is not None and METER_KINDS[_meter_base(meter)] != kind:
+        errors.add(
+            line, f"unit {unit!r} counts {kind}, but meter {meter} counts {METER_KINDS[_meter_base(meter)]}"
+        )
+    raw = values["price"]
+    price: Decimal | None = None
+    if raw:
+        price = _decimal(raw, "price", line, errors)
+    elif meter is not None and meter not in CACHED_OF:
+        errors.add(line, "price is blank (only a cached meter may leave it blank: the input price)")
     if len(errors.messages) != before or deployment_type is None or effective_from is None:
-        return None
+        return []
+    if meter is None or currency is None:
+        return []
+    return [RateCardRow(model, deployment_type, effective_from, meter, unit, price, currency, line)]
+
+
+BASE_UNITS_ACCEPTED = tuple(UNITS)
+
+
+def _meter_base(meter: str) -> str:
+    return "images" if meter.startswith("images:") else meter
+
+
+def _meter(raw: str, line: int, errors: _Errors) -> str | None:
+    value = raw.strip().lower()
+    if value in METER_KINDS:
+        return value
+    match = _IMAGES_METER.fullmatch(value)
+    if match is not None:
+        return f"images:{match['quality'] or '*'}:{match['size'] or '*'}"
+    errors.add(line, f"meter {raw!r} is not one of {', '.join(METERS)} (or images:<quality>:<size>)")
+    return None
+
+
+def _parse_v1_row(line: int, values: dict[str, str], errors: _Errors) -> list[RateCardRow]:
+    before = len(errors.messages)
+    model, deployment_type, effective_from, currency = _common(line, values, errors)
+    prices = _row_prices(line, model, values, errors)
+    if len(errors.messages) != before or deployment_type is None or effective_from is None:
+        return []
     if prices is None or currency is None:
-        return None
-    input_price, cached_price, output_price = prices
-    return RateCardRow(
-        model, deployment_type, effective_from, input_price, cached_price, output_price, currency, line
-    )
+        return []
+    unit = "1M tokens"
+    return [
+        RateCardRow(model, deployment_type, effective_from, meter, unit, price, currency, line)
+        for meter, price in zip(("input", "cached-input", "output"), prices, strict=True)
+    ]
 
 
 def _row_prices(
@@ -577,15 +810,69 @@ def _parse_deployment(line: int, cells: list[str], header: list[str], errors: _E
     return Deployment(name, model, version, deployment_type, cost, currency, line)
 
 
-@dataclass(frozen=True, slots=True)
 class _Target:
-    """What one (deployment, event model) pair is priced as; cached per pair."""
+    """What one (deployment, event model) pair is priced as, with its price series per meter.
 
-    model: str
-    model_version: str
-    deployment_type: str
-    series: _Series | None
-    currency: str
+    Built once per pair and cached; ``rate`` walks the candidates from the most specific (the
+    version's row) to the base model's, and within ``images`` from quality and size to plain.
+    """
+
+    __slots__ = (
+        "_card",
+        "_chains",
+        "_names",
+        "currency",
+        "deployment_type",
+        "known",
+        "model",
+        "model_version",
+    )
+
+    def __init__(self, card: RateCard, model: str, version: str, deployment_type: str, currency: str) -> None:
+        self.model = model
+        self.model_version = version
+        self.deployment_type = deployment_type
+        self.currency = currency
+        self._card = card
+        self._names = (f"{model}-{version}", model) if version else (model,)
+        self.known = any(card.prices(name, deployment_type) for name in self._names)
+        self._chains: dict[str, tuple[_Series, ...]] = {}
+
+    def _chain(self, meter: str) -> tuple[_Series, ...]:
+        chain = self._chains.get(meter)
+        if chain is None:
+            found = (self._card.series(name, self.deployment_type, meter) for name in self._names)
+            chain = self._chains[meter] = tuple(series for series in found if series is not None)
+        return chain
+
+    def rate(self, meter: str, when: datetime, quality: str = "", size: str = "") -> _Rate | None:
+        """The price in force for ``meter`` (None when the card has none), blank cached → input."""
+        keys = _image_keys(quality, size) if meter == "images" else (meter,)
+        for key in keys:
+            for series in self._chain(key):
+                rate = series.at(when)
+                if rate is _BLANK_CACHED:
+                    return self.rate(CACHED_OF[meter], when)
+                if rate is not None:
+                    return rate
+        return None
+
+    def in_force(self, when: datetime) -> bool:
+        """True when any meter of the model has a price in force at ``when``."""
+        return any(self.rate(meter, when) is not None for meter in ("input", "output", "images"))
+
+
+@lru_cache(maxsize=256)
+def _image_keys(quality: str, size: str) -> tuple[str, ...]:
+    keys = []
+    if quality and size:
+        keys.append(f"images:{quality}:{size}")
+    if quality:
+        keys.append(f"images:{quality}:*")
+    if size:
+        keys.append(f"images:*:{size}")
+    keys.append("images:*:*")
+    return tuple(keys)
 
 
 class Pricer:
@@ -610,14 +897,26 @@ class Pricer:
     def price(self, event: Event, usage: Usage) -> Price:
         """Price one event's usage; see the module docstring for the status precedence."""
         target = self._target(event.deployment, event.model)
+        quantities = meter_quantities(usage)
         if not 200 <= event.status_code <= 299:
-            return self._zero(target, PricingStatus.NOT_BILLABLE)
+            return self._zero(target, PricingStatus.NOT_BILLABLE, quantities)
         if event.served_from_cache:
-            return self._zero(target, PricingStatus.CACHE_HIT)
+            return self._zero(target, PricingStatus.CACHE_HIT, quantities)
         if target.deployment_type == DeploymentType.PTU:
-            return self._zero(target, PricingStatus.PTU)
-        rates = target.series.at(event.timestamp) if target.series is not None else None
-        if rates is None:
+            return self._zero(target, PricingStatus.PTU, quantities)
+        when = event.timestamp
+        costs: dict[str, Decimal] = {}
+        missing: list[str] = []
+        currency = target.currency
+        units = event.units
+        for meter, quantity in quantities.items():
+            rate = target.rate(meter, when, units.image_quality, units.image_size)
+            if rate is None:
+                missing.append(meter)
+            else:
+                costs[meter] = rate.cost(quantity)
+                currency = rate.currency
+        if missing or not target.known or (not quantities and not target.in_force(when)):
             return Price(
                 target.model,
                 target.model_version,
@@ -628,20 +927,37 @@ class Pricer:
                 target.currency,
                 PricingStatus.UNPRICED,
                 self.rate_card.version,
+                quantities,
+                None,
+                None,
+                tuple(missing) or ("input",),
             )
-        # Cached tokens are part of the prompt; a count above the prompt (never valid) is capped so
-        # that no meter can go negative.
-        cached = min(usage.cached_tokens, usage.prompt_tokens)
+        get = costs.get
+        if costs.keys() <= TEXT_METERS:
+            input_cost = get("input", ZERO)
+            cached_cost = get("cached-input", ZERO)
+            output_cost = get("output", ZERO)
+            unit_cost = ZERO
+        else:
+            input_cost = get("input", ZERO) + get("audio-input", ZERO) + get("image-input", ZERO)
+            cached_cost = (
+                get("cached-input", ZERO) + get("cached-audio-input", ZERO) + get("cached-image-input", ZERO)
+            )
+            output_cost = get("output", ZERO) + get("audio-output", ZERO) + get("image-output", ZERO)
+            unit_cost = get("images", ZERO) + get("audio-seconds", ZERO) + get("characters", ZERO)
         return Price(
             target.model,
             target.model_version,
             target.deployment_type,
-            (usage.prompt_tokens - cached) * rates.input,
-            cached * rates.cached_input,
-            usage.completion_tokens * rates.output,
-            rates.currency,
+            input_cost,
+            cached_cost,
+            output_cost,
+            currency,
             PricingStatus.PRICED,
             self.rate_card.version,
+            quantities,
+            costs,
+            unit_cost,
         )
 
     def resolve(self, deployment: str, model: str = "") -> tuple[str, str, str]:
@@ -649,7 +965,14 @@ class Pricer:
         target = self._target(deployment, model)
         return target.model, target.model_version, target.deployment_type
 
-    def _zero(self, target: _Target, status: PricingStatus) -> Price:
+    def missing_meters(
+        self, deployment_type: str, model: str, version: str, meters: Sequence[str], when: datetime
+    ) -> tuple[str, ...]:
+        """The meters of ``meters`` the card has no price for, for this model (version) and type."""
+        target = _Target(self.rate_card, model.lower(), version.lower(), deployment_type, "")
+        return tuple(meter for meter in meters if target.rate(meter, when) is None)
+
+    def _zero(self, target: _Target, status: PricingStatus, quantities: dict[str, int | Decimal]) -> Price:
         return Price(
             target.model,
             target.model_version,
@@ -660,6 +983,9 @@ class Pricer:
             target.currency,
             status,
             self.rate_card.version,
+            quantities,
+            dict.fromkeys(quantities, ZERO),
+            ZERO,
         )
 
     def _target(self, deployment: str, model: str) -> _Target:
@@ -683,11 +1009,7 @@ class Pricer:
             deployment_type = DEFAULT_DEPLOYMENT_TYPE
             currency = None
         return _Target(
-            priced,
-            version,
-            deployment_type,
-            self.rate_card.series(priced, deployment_type),
-            currency or self.rate_card.currency_for(priced),
+            self.rate_card, priced, version, deployment_type, currency or self.rate_card.currency_for(priced)
         )
 
 

@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -28,6 +29,9 @@ MAX_TAGS = 50
 MAX_ID_LENGTH = 256  # ids, names and other short strings
 MAX_TAG_KEY_LENGTH = 128
 MAX_TAG_VALUE_LENGTH = 256
+MAX_IMAGES_PER_REQUEST = 1000
+MAX_CHARACTERS_PER_REQUEST = 10_000_000
+MAX_AUDIO_SECONDS = 86_400  # one day of audio in one call is already far beyond any service limit
 # Events stamped further ahead than this are clock errors or forgeries, not usage.
 MAX_CLOCK_SKEW = timedelta(hours=24)
 EARLIEST_TIMESTAMP = datetime(2020, 1, 1, tzinfo=UTC)
@@ -61,6 +65,20 @@ _RESPONSE_CAPTURED = "responseCaptured"
 # read differently from what it is ("Trojan Source"). Bodies are exempt: they are JSON text.
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# Usage detail objects, by the names each API uses: chat, Responses/images, realtime/transcription.
+_INPUT_DETAILS = ("prompt_tokens_details", "input_tokens_details", "input_token_details")
+_OUTPUT_DETAILS = ("completion_tokens_details", "output_tokens_details", "output_token_details")
+# Detail counts the fast path may see as 0 and still take the event (any other value goes the full way).
+_FAST_ZERO_IN = frozenset({"cached_tokens", "audio_tokens", "image_tokens"})
+_FAST_ZERO_OUT = frozenset(
+    {
+        "reasoning_tokens",
+        "audio_tokens",
+        "image_tokens",
+        "accepted_prediction_tokens",
+        "rejected_prediction_tokens",
+    }
+)
 
 
 @dataclass(slots=True)
@@ -74,6 +92,38 @@ class ReportedUsage:
     completion_tokens: int
     cached_tokens: int = 0
     reasoning_tokens: int = 0
+    # Modality parts of the totals above (DESIGN: each is priced by its own meter, never as text).
+    # Audio/image prompt counts include their cached part; cached_* are parts of cached_tokens.
+    audio_prompt_tokens: int = 0
+    image_prompt_tokens: int = 0
+    cached_audio_tokens: int = 0
+    cached_image_tokens: int = 0
+    audio_completion_tokens: int = 0
+    image_completion_tokens: int = 0
+    # Predicted outputs: both are already inside completion_tokens (rejected ones are billed too).
+    accepted_prediction_tokens: int = 0
+    rejected_prediction_tokens: int = 0
+    # Transcription billed by duration (``usage.type == "duration"``): seconds of audio.
+    audio_seconds: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BillableUnits:
+    """The event's ``billableUnits``: what a non-token call is billed by, sent as small fields.
+
+    Image generation: ``images`` (n, or the images returned), ``imageSize``, ``imageQuality``;
+    text-to-speech: ``characters`` (the input's length, never its text); transcription and
+    translation: ``audioSeconds`` (the duration the response reports).
+    """
+
+    images: int = 0
+    image_size: str = ""
+    image_quality: str = ""
+    characters: int = 0
+    audio_seconds: Decimal | None = None
+
+
+NO_UNITS: BillableUnits = BillableUnits()
 
 
 @dataclass(slots=True)
@@ -108,6 +158,7 @@ class Event:
     served_from_cache: bool = False
     response_captured: bool = True
     tags: dict[str, str] = field(default_factory=dict)
+    units: BillableUnits = NO_UNITS
 
 
 def _reject_constant(name: str) -> Any:
@@ -213,6 +264,8 @@ def _fast_event(doc: dict[str, Any], now: datetime | None) -> Event | None:
     captured = get(_RESPONSE_CAPTURED)
     if captured is not None and type(captured) is not bool:
         return None
+    if get("billableUnits") is not None:
+        return None  # non-token calls are rare: the full validator reads them
     raw_usage = get("usage")
     usage: ReportedUsage | None = None
     if raw_usage is not None:
@@ -269,6 +322,8 @@ def _fast_usage(usage: Any) -> ReportedUsage | None:
     if type(usage) is not dict:
         return None
     get = usage.get
+    if "type" in usage or "input_token_details" in usage or "output_token_details" in usage:
+        return None  # transcription or realtime shapes: the full parser
     prompt, inputs = get("prompt_tokens"), get("input_tokens")
     completion, output = get("completion_tokens"), get("output_tokens")
     details_in = get("prompt_tokens_details")
@@ -282,10 +337,14 @@ def _fast_usage(usage: Any) -> ReportedUsage | None:
         if type(details_in) is not dict:
             return None
         cached = details_in.get("cached_tokens")
+        if not _only_zero(details_in, _FAST_ZERO_IN, "cached_tokens"):
+            return None
     if details_out is not None:
         if type(details_out) is not dict:
             return None
         reasoning = details_out.get("reasoning_tokens")
+        if not _only_zero(details_out, _FAST_ZERO_OUT, "reasoning_tokens"):
+            return None
     for value in (prompt, inputs, completion, output, get("total_tokens"), cached, reasoning):
         if value is not None and (type(value) is not int or not 0 <= value <= MAX_TOKENS_PER_REQUEST):
             return None
@@ -300,6 +359,16 @@ def _fast_usage(usage: Any) -> ReportedUsage | None:
     if cached > prompt or reasoning > completion:
         return None
     return ReportedUsage(prompt, completion, cached, reasoning)
+
+
+def _only_zero(details: dict[str, Any], allowed: frozenset[str], counted: str) -> bool:
+    """True when every detail but ``counted`` is a known modality or prediction count of 0 (or null)."""
+    for key, value in details.items():
+        if key != counted and (
+            key not in allowed or (value is not None and (type(value) is not int or value))
+        ):
+            return False
+    return True
 
 
 def _validate_event(doc: dict[str, Any], now: datetime | None) -> Event:
@@ -349,6 +418,72 @@ def _validate_event(doc: dict[str, Any], now: datetime | None) -> Event:
         response_captured=doc.get(_RESPONSE_CAPTURED) is None or _optional_bool(doc, _RESPONSE_CAPTURED),
         usage=parse_usage(doc.get("usage")),
         tags=_tags(doc.get("tags")),
+        units=parse_units(doc.get("billableUnits")),
+    )
+
+
+def _seconds(container: dict[str, Any], name: str, where: str) -> Decimal | None:
+    """A duration in seconds: a finite non-negative JSON number, as an exact Decimal."""
+    value = container.get(name)
+    if value is None:
+        return None
+    if type(value) not in (int, float):
+        raise RejectedEvent(Reason.WRONG_TYPE, f"{where}.{name} must be a number", field=f"{where}.{name}")
+    seconds = Decimal(value) if type(value) is int else Decimal(repr(value))
+    if not seconds.is_finite() or not 0 <= seconds <= MAX_AUDIO_SECONDS:
+        raise RejectedEvent(
+            Reason.INVALID_VALUE,
+            f"{where}.{name} {value!r} is not between 0 and {MAX_AUDIO_SECONDS} seconds",
+            field=f"{where}.{name}",
+        )
+    return seconds
+
+
+def _bounded_count(container: dict[str, Any], name: str, where: str, limit: int) -> int:
+    value = container.get(name)
+    if value is None:
+        return 0
+    if type(value) is not int:
+        raise RejectedEvent(Reason.WRONG_TYPE, f"{where}.{name} must be an integer", field=f"{where}.{name}")
+    if not 0 <= value <= limit:
+        raise RejectedEvent(
+            Reason.INVALID_VALUE,
+            f"{where}.{name} {value} is not between 0 and {limit}",
+            field=f"{where}.{name}",
+        )
+    return value
+
+
+def _short_string(container: dict[str, Any], name: str, where: str) -> str:
+    value = container.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise RejectedEvent(Reason.WRONG_TYPE, f"{where}.{name} must be a string", field=f"{where}.{name}")
+    if len(value) > 64 or _CONTROL.search(value) or _SURROGATE.search(value):
+        raise RejectedEvent(
+            Reason.INVALID_VALUE,
+            f"{where}.{name} is longer than 64 or holds control characters",
+            field=f"{where}.{name}",
+        )
+    return value.strip().lower()
+
+
+def parse_units(value: Any) -> BillableUnits:
+    """The optional ``billableUnits`` object of a non-token call (image, speech, transcription)."""
+    if value is None:
+        return NO_UNITS
+    if not isinstance(value, dict):
+        raise RejectedEvent(
+            Reason.WRONG_TYPE, "billableUnits must be an object or null", field="billableUnits"
+        )
+    where = "billableUnits"
+    return BillableUnits(
+        images=_bounded_count(value, "images", where, MAX_IMAGES_PER_REQUEST),
+        image_size=_short_string(value, "imageSize", where),
+        image_quality=_short_string(value, "imageQuality", where),
+        characters=_bounded_count(value, "characters", where, MAX_CHARACTERS_PER_REQUEST),
+        audio_seconds=_seconds(value, "audioSeconds", where),
     )
 
 
@@ -446,19 +581,30 @@ def _count(container: dict[str, Any], name: str, where: str) -> int | None:
     return value
 
 
-def _details(usage: dict[str, Any], names: tuple[str, ...]) -> tuple[str, dict[str, Any]]:
+def _details(
+    usage: dict[str, Any], names: tuple[str, ...], where: str = "usage"
+) -> tuple[str, dict[str, Any]]:
     for name in names:
         value = usage.get(name)
         if value is None:
             continue
         if not isinstance(value, dict):
-            raise RejectedEvent(Reason.WRONG_TYPE, f"usage.{name} must be an object", field=f"usage.{name}")
-        return f"usage.{name}", value
-    return "usage", {}
+            raise RejectedEvent(
+                Reason.WRONG_TYPE, f"{where}.{name} must be an object", field=f"{where}.{name}"
+            )
+        return f"{where}.{name}", value
+    return where, {}
 
 
 def parse_usage(usage: Any) -> ReportedUsage | None:
-    """Normalise a chat, Responses API, embeddings or completions ``usage`` object.
+    """Normalise a chat, Responses API, realtime, image, transcription, embeddings or completions ``usage``.
+
+    Every breakdown the service reports is kept: cached, audio and image parts of the prompt (and
+    the cached part of each modality), reasoning, audio, image and prediction parts of the
+    completion, and the duration of a transcription billed by the second. When the service names
+    the text part too, the parts must add up to the total it reported; otherwise the parts must
+    fit inside it. Anything else is rejected (``modality-mismatch``): a usage whose parts do not add
+    up cannot be priced meter by meter.
 
     Returns None when there is no usable usage (absent, null, or no prompt/input count), so that
     resolution falls through to the stream chunk or a recount.
@@ -467,14 +613,18 @@ def parse_usage(usage: Any) -> ReportedUsage | None:
         return None
     if not isinstance(usage, dict):
         raise RejectedEvent(Reason.WRONG_TYPE, "usage must be an object or null", field="usage")
+    if usage.get("type") == "duration":
+        # Transcription billed by duration: {"type": "duration", "seconds": 3}
+        seconds = _seconds(usage, "seconds", "usage")
+        if seconds is None:
+            raise RejectedEvent(Reason.MISSING_FIELD, "usage.seconds is missing", field="usage.seconds")
+        return ReportedUsage(0, 0, audio_seconds=seconds)
     counts = {
         name: _count(usage, name, "usage")
         for name in ("prompt_tokens", "input_tokens", "completion_tokens", "output_tokens", "total_tokens")
     }
-    where_in, details_in = _details(usage, ("prompt_tokens_details", "input_tokens_details"))
-    where_out, details_out = _details(usage, ("completion_tokens_details", "output_tokens_details"))
-    cached = _count(details_in, "cached_tokens", where_in) or 0
-    reasoning = _count(details_out, "reasoning_tokens", where_out) or 0
+    where_in, details_in = _details(usage, _INPUT_DETAILS)
+    where_out, details_out = _details(usage, _OUTPUT_DETAILS)
     prompt = counts["prompt_tokens"] if counts["prompt_tokens"] is not None else counts["input_tokens"]
     if prompt is None:
         return None
@@ -482,6 +632,8 @@ def parse_usage(usage: Any) -> ReportedUsage | None:
         counts["completion_tokens"] if counts["completion_tokens"] is not None else counts["output_tokens"]
     )
     completion = completion or 0
+    cached = _count(details_in, "cached_tokens", where_in) or 0
+    reasoning = _count(details_out, "reasoning_tokens", where_out) or 0
     if cached > prompt:
         raise RejectedEvent(
             Reason.CACHED_EXCEEDS_PROMPT,
@@ -494,7 +646,107 @@ def parse_usage(usage: Any) -> ReportedUsage | None:
             f"reasoning tokens {reasoning} exceed completion tokens {completion}",
             field=where_out,
         )
-    return ReportedUsage(prompt, completion, cached, reasoning)
+    audio_in, image_in = _parts(details_in, where_in, prompt, "prompt")
+    cached_audio, cached_image = _cached_parts(
+        details_in, where_in, cached, audio=audio_in, image=image_in, prompt=prompt
+    )
+    # Image generation (gpt-image-1) reports text and image input but no output details: every
+    # output token is an image token.
+    generated_images = (
+        "image_tokens" in details_in
+        and "text_tokens" in details_in
+        and not details_out
+        and "type" not in usage
+    )
+    if generated_images:
+        audio_out, image_out = 0, completion
+    else:
+        audio_out, image_out = _parts(details_out, where_out, completion, "completion")
+    if reasoning > completion - audio_out - image_out:
+        raise RejectedEvent(
+            Reason.MODALITY_MISMATCH,
+            f"reasoning tokens {reasoning} exceed the text part of completion tokens "
+            f"({completion} - {audio_out} audio - {image_out} image)",
+            field=where_out,
+        )
+    accepted = _count(details_out, "accepted_prediction_tokens", where_out) or 0
+    rejected = _count(details_out, "rejected_prediction_tokens", where_out) or 0
+    if accepted + rejected > completion:
+        raise RejectedEvent(
+            Reason.MODALITY_MISMATCH,
+            f"prediction tokens {accepted} accepted + {rejected} rejected exceed "
+            f"completion tokens {completion}",
+            field=where_out,
+        )
+    return ReportedUsage(
+        prompt,
+        completion,
+        cached,
+        reasoning,
+        audio_in,
+        image_in,
+        cached_audio,
+        cached_image,
+        audio_out,
+        image_out,
+        accepted,
+        rejected,
+    )
+
+
+def _parts(details: dict[str, Any], where: str, total: int, side: str) -> tuple[int, int]:
+    """(audio, image) parts of a prompt or completion total, checked against it."""
+    text = _count(details, "text_tokens", where)
+    audio = _count(details, "audio_tokens", where) or 0
+    image = _count(details, "image_tokens", where) or 0
+    if text is not None and text + audio + image != total:
+        raise RejectedEvent(
+            Reason.MODALITY_MISMATCH,
+            f"{side} tokens {total} are not text {text} + audio {audio} + image {image}",
+            field=where,
+        )
+    if audio + image > total:
+        raise RejectedEvent(
+            Reason.MODALITY_MISMATCH,
+            f"audio {audio} + image {image} tokens exceed {side} tokens {total}",
+            field=where,
+        )
+    return audio, image
+
+
+def _cached_parts(
+    details: dict[str, Any], where: str, cached: int, *, audio: int, image: int, prompt: int
+) -> tuple[int, int]:
+    """(cached audio, cached image): from ``cached_tokens_details`` when reported, else attributed.
+
+    Without a cached split, cached tokens are text first (chat caches the shared text prefix),
+    and only what the text part cannot hold is audio, then image.
+    """
+    where_cached, split = _details(details, ("cached_tokens_details",), where)
+    if split:
+        text = _count(split, "text_tokens", where_cached)
+        cached_audio = _count(split, "audio_tokens", where_cached) or 0
+        cached_image = _count(split, "image_tokens", where_cached) or 0
+        if (text is not None and text + cached_audio + cached_image != cached) or (
+            cached_audio + cached_image > cached
+        ):
+            raise RejectedEvent(
+                Reason.MODALITY_MISMATCH,
+                f"cached tokens {cached} are not text {text or 0} + audio {cached_audio} "
+                f"+ image {cached_image}",
+                field=where_cached,
+            )
+    else:
+        overflow = max(0, cached - (prompt - audio - image))
+        cached_audio = min(overflow, audio)
+        cached_image = overflow - cached_audio
+    if cached_audio > audio or cached_image > image:
+        raise RejectedEvent(
+            Reason.MODALITY_MISMATCH,
+            f"cached audio {cached_audio} / image {cached_image} tokens exceed audio {audio} / image {image}",
+            field=where_cached,
+        )
+    return cached_audio, cached_image
 
 
 def _tags(value: Any) -> dict[str, str]:

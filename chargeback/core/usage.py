@@ -31,11 +31,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final
 
-from chargeback.core.schema import Event, ReportedUsage, parse_usage
+from chargeback.core.schema import NO_UNITS, Event, ReportedUsage, parse_usage
 from chargeback.core.sse import StreamContent, find_usage, looks_like_sse, parse_stream
 from chargeback.core.tokens import TokenCount, count_texts_bounded, encoding_for_model, is_reasoning_model
 from chargeback.errors import RejectedEvent
@@ -72,7 +73,12 @@ GATEWAY_LOG_UNKNOWN: Final = ",".join((UNKNOWN_CACHED, UNKNOWN_REASONING))
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Resolved counts. Cached is part of prompt and reasoning part of completion: never added twice."""
+    """Resolved counts. Cached is part of prompt and reasoning part of completion: never added twice.
+
+    The audio and image counts are parts of the prompt/completion totals (the cached_* ones parts
+    of ``cached_tokens``); prediction counts are parts of the completion, for the record only.
+    ``images``, ``characters`` and ``audio_seconds`` are the quantities of non-token calls.
+    """
 
     prompt_tokens: int
     completion_tokens: int
@@ -80,6 +86,17 @@ class Usage:
     reasoning_tokens: int
     source: UsageSource
     unknown: str = ""  # the ``UsageUnknown`` column: what these counts do not know
+    audio_prompt_tokens: int = 0
+    image_prompt_tokens: int = 0
+    cached_audio_tokens: int = 0
+    cached_image_tokens: int = 0
+    audio_completion_tokens: int = 0
+    image_completion_tokens: int = 0
+    accepted_prediction_tokens: int = 0
+    rejected_prediction_tokens: int = 0
+    images: int = 0
+    characters: int = 0
+    audio_seconds: Decimal | None = None
 
     @property
     def total_tokens(self) -> int:
@@ -92,6 +109,14 @@ NOTHING_CONSUMED: Final = Usage(0, 0, 0, 0, UsageSource.ESTIMATED)
 
 def resolve_usage(event: Event) -> Usage:
     """Resolve the usage of one validated event: reported, stream-usage, recounted or estimated."""
+    usage = _resolve_tokens(event)
+    units = event.units
+    if units is NO_UNITS or not 200 <= event.status_code <= 299:
+        return usage
+    return _with_units(event, usage)
+
+
+def _resolve_tokens(event: Event) -> Usage:
     if event.usage is not None:
         return _from_reported(event.usage, UsageSource.REPORTED)
     body = event.response_body
@@ -110,9 +135,48 @@ def resolve_usage(event: Event) -> Usage:
     return _recount(event, response)
 
 
+def _with_units(event: Event, usage: Usage) -> Usage:
+    """Add the non-token quantities the policy measured (``billableUnits``) to the resolved usage.
+
+    Images count only when the service reported no image output tokens (gpt-image-1 bills its
+    images as tokens; dall-e-3 per image). A duration the service reported wins over the policy's.
+    With no tokens to count, the call's quantity is what the gateway measured exactly: the images
+    asked for or returned, the input's characters, the reported duration, so the row is
+    ``recounted`` rather than ``estimated``.
+    """
+    units = event.units
+    images = units.images if usage.image_completion_tokens == 0 else 0
+    seconds = usage.audio_seconds if usage.audio_seconds is not None else units.audio_seconds
+    source = usage.source
+    measured = images > 0 or units.characters > 0 or seconds is not None
+    if (
+        measured
+        and source is UsageSource.ESTIMATED
+        and usage.prompt_tokens == 0
+        and usage.completion_tokens == 0
+        and not usage.unknown
+        and not event.truncated
+    ):
+        source = UsageSource.RECOUNTED
+    return replace(usage, images=images, characters=units.characters, audio_seconds=seconds, source=source)
+
+
 def _from_reported(usage: ReportedUsage, source: UsageSource) -> Usage:
     return Usage(
-        usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, usage.reasoning_tokens, source
+        usage.prompt_tokens,
+        usage.completion_tokens,
+        usage.cached_tokens,
+        usage.reasoning_tokens,
+        source,
+        audio_prompt_tokens=usage.audio_prompt_tokens,
+        image_prompt_tokens=usage.image_prompt_tokens,
+        cached_audio_tokens=usage.cached_audio_tokens,
+        cached_image_tokens=usage.cached_image_tokens,
+        audio_completion_tokens=usage.audio_completion_tokens,
+        image_completion_tokens=usage.image_completion_tokens,
+        accepted_prediction_tokens=usage.accepted_prediction_tokens,
+        rejected_prediction_tokens=usage.rejected_prediction_tokens,
+        audio_seconds=usage.audio_seconds,
     )
 
 
@@ -272,6 +336,8 @@ class _Shape(StrEnum):
     RESPONSES = "responses"
     EMBEDDINGS = "embeddings"
     COMPLETIONS = "completions"
+    IMAGES = "images"  # image generation: billed per image or by image tokens, never as a completion
+    SPEECH = "speech"  # text-to-speech: billed per character
     UNKNOWN = "unknown"
 
 
@@ -283,6 +349,11 @@ def _recount(event: Event, response: _Response) -> Usage:
     if isinstance(request, dict):
         _PROMPT_COUNTERS[shape](request, prompt)
     completion = _Tally()
+    if shape in _NO_TOKENS:
+        # Not a text call: no formula counts it, and its prompt is not billed as text tokens. Its
+        # quantity (images, characters) comes from the event's billableUnits; the tokens are
+        # unknown, so the row says so.
+        return Usage(0, 0, 0, 0, UsageSource.ESTIMATED)
     if shape is not _Shape.EMBEDDINGS:
         _completion(response, completion)
     estimated = (
@@ -326,16 +397,50 @@ _RESPONSES_ONLY_KEYS = frozenset(
 _EMBEDDINGS_ONLY_KEYS = frozenset({"dimensions", "encoding_format"})
 
 
+_NO_TOKENS = frozenset({_Shape.IMAGES, _Shape.SPEECH})
+# Keys only the images API takes (``n`` and ``prompt`` are shared with legacy completions).
+_IMAGES_ONLY_KEYS = frozenset(
+    {"size", "quality", "style", "output_format", "output_compression", "moderation", "partial_images"}
+)
+_IMAGE_MODEL_HINTS = ("dall-e", "dalle", "gpt-image", "image")
+
+
 def _shape(event: Event, request: Any, response: _Response, model: str) -> _Shape:
     """Which API the request was for, from the body's keys first and from hints after that."""
     if isinstance(request, dict):
         if "messages" in request:
             return _Shape.CHAT
+        if "voice" in request and "input" in request:
+            return _Shape.SPEECH
+        if "prompt" in request and "input" not in request and _is_images(event, request, response, model):
+            return _Shape.IMAGES
         if "input" in request or "instructions" in request:
             return _Shape.RESPONSES if _is_responses(event, request, response, model) else _Shape.EMBEDDINGS
         if "prompt" in request:
             return _Shape.COMPLETIONS
+    elif _images_document(response.document):
+        return _Shape.IMAGES
     return _Shape.UNKNOWN
+
+
+def _is_images(event: Event, request: dict[str, Any], response: _Response, model: str) -> bool:
+    """An image-generation request (never to be read as a legacy completion's prompt)."""
+    if not _IMAGES_ONLY_KEYS.isdisjoint(request):
+        return True
+    hints = f"{event.operation_id} {event.api_id} {model} {event.deployment}".lower()
+    return any(hint in hints for hint in _IMAGE_MODEL_HINTS) or _images_document(response.document)
+
+
+def _images_document(document: Any) -> bool:
+    """An images API response: ``data`` items carrying ``url`` or ``b64_json``."""
+    if not isinstance(document, dict):
+        return False
+    data = document.get("data")
+    return (
+        isinstance(data, list)
+        and bool(data)
+        and all(isinstance(item, dict) and ("url" in item or "b64_json" in item) for item in data)
+    )
 
 
 def _is_responses(event: Event, request: dict[str, Any], response: _Response, model: str) -> bool:
@@ -365,6 +470,15 @@ def _chat_prompt(request: dict[str, Any], tally: _Tally) -> None:
         tally.uncovered = True
     tally.constants += REPLY_PRIMING
     _request_extras(request, tally)
+    modalities = request.get("modalities")
+    if (
+        request.get("prediction") is not None
+        or request.get("audio") is not None
+        or (isinstance(modalities, list) and "audio" in modalities)
+    ):
+        # Predicted outputs bill rejected prediction tokens as completion tokens the response never
+        # shows; audio output is billed as audio tokens: the formula counts neither.
+        tally.uncovered = True
 
 
 def _responses_prompt(request: dict[str, Any], tally: _Tally) -> None:
@@ -379,6 +493,8 @@ def _responses_prompt(request: dict[str, Any], tally: _Tally) -> None:
             _responses_item(item, tally)
     elif items is not None:
         tally.uncovered = True
+    if request.get("prompt") is not None:
+        tally.uncovered = True  # a stored prompt template: its text is not in the request
     tally.constants += REPLY_PRIMING
     _request_extras(request, tally)
 
@@ -490,8 +606,15 @@ def _embeddings_prompt(request: dict[str, Any], tally: _Tally) -> None:
 
 
 def _completions_prompt(request: dict[str, Any], tally: _Tally) -> None:
+    """Legacy completions: counted, but always flagged (a request with ``prompt`` may be another API,
+    and the service's own prompt rendering is not documented)."""
     _inputs_prompt(request, tally, "prompt")
     tally.text(request.get("suffix"))
+    tally.uncovered = True
+
+
+def _no_prompt(request: dict[str, Any], tally: _Tally) -> None:
+    """Images and speech: their text is not billed as prompt tokens."""
 
 
 def _unknown_prompt(request: dict[str, Any], tally: _Tally) -> None:
@@ -504,6 +627,8 @@ _PROMPT_COUNTERS: Final[dict[_Shape, Callable[[dict[str, Any], _Tally], None]]] 
     _Shape.RESPONSES: _responses_prompt,
     _Shape.EMBEDDINGS: _embeddings_prompt,
     _Shape.COMPLETIONS: _completions_prompt,
+    _Shape.IMAGES: _no_prompt,
+    _Shape.SPEECH: _no_prompt,
     _Shape.UNKNOWN: _unknown_prompt,
 }
 
