@@ -28,6 +28,7 @@ TOOLS = REPO / ".venv-tools" / "bin"
 BICEP_FILES = sorted(INFRA.rglob("*.bicep"))
 TABLES_JSON = REPO / "chargeback" / "schemas" / "tables.json"
 WORKBOOK_KQL = REPO / "chargeback" / "kql" / "workbook"
+FUNCTION_KQL = REPO / "chargeback" / "kql" / "functions" / "AOAIChargeback.kql"
 FUNCTION_BICEP = INFRA / "app" / "function.bicep"
 
 # Settings that only make sense on a developer's machine, never as Function App settings.
@@ -286,12 +287,63 @@ def test_workbook_loads_every_workbook_query() -> None:
     assert len(loaded) == 6
 
 
+def _function_body() -> str:
+    """The body of AOAIChargeback() without its comment lines."""
+    lines = read(FUNCTION_KQL).splitlines(keepends=True)
+    return "".join(line for line in lines if not line.startswith("//"))
+
+
 def test_workbook_queries_dedupe_first() -> None:
-    """Each workbook query keeps the latest UsageRevision per RequestId before it aggregates."""
+    """Each workbook query reads the usage table through the body of AOAIChargeback(), inlined."""
+    body = _function_body()
     for path in WORKBOOK_KQL.glob("*.kql"):
-        lines = [line for line in read(path).splitlines() if line.strip() and not line.startswith("//")]
-        start = next(i for i, line in enumerate(lines) if line.startswith("AOAIChargeback_CL"))
-        assert lines[start + 1] == "| summarize arg_max(UsageRevision, *) by RequestId", path.name
+        text = read(path)
+        assert body in text, path.name
+        assert text.count("AOAIChargeback_CL") == body.count("AOAIChargeback_CL"), path.name
+        assert "arg_max(UsageRevision, *) by RequestId" not in text.replace(body, ""), path.name
+
+
+def test_workspace_saves_the_dedupe_as_a_function() -> None:
+    """monitoring.bicep saves AOAIChargeback() in the workspace from the same .kql file."""
+    text = read(INFRA / "app" / "monitoring.bicep")
+    assert "Microsoft.OperationalInsights/workspaces/savedSearches@" in text
+    assert "functionAlias: 'AOAIChargeback'" in text
+    assert "loadTextContent('../../chargeback/kql/functions/AOAIChargeback.kql')" in text
+
+
+def test_function_keeps_one_row_per_call_with_the_latest_revision() -> None:
+    """AOAIChargeback()'s body drops redeliveries and keeps each call's highest UsageRevision."""
+    import duckdb_kql
+
+    from chargeback.edges.store import DUCKDB_TYPES
+
+    con = duckdb_kql.connect()
+    columns = table_columns(USAGE_TABLE)
+    declared = ", ".join(f'"{c.name}" {DUCKDB_TYPES[c.type]}' for c in columns)
+    con.sql(f'CREATE TABLE "{USAGE_TABLE}" ({declared})')
+    names = [c.name for c in columns]
+    when = datetime(2026, 10, 5, 12, 0)
+
+    def row(request_id: str, revision: int, tokens: int, minutes: int) -> None:
+        values = dict.fromkeys(names)
+        values.update(
+            TimeGenerated=when + timedelta(minutes=minutes),
+            RequestId=request_id,
+            SubscriptionId="team-a",
+            UsageRevision=revision,
+            TotalTokens=tokens,
+        )
+        marks = ", ".join("?" for _ in names)
+        con.execute(f'INSERT INTO "{USAGE_TABLE}" VALUES ({marks})', [values[n] for n in names])
+
+    row("r1", 0, 100, 0)
+    row("r1", 0, 100, 1)  # an Event Hub redelivery: the same row again
+    row("r1", 1, 250, 2)  # APIM's LLM log: the superseding revision
+    row("r2", 0, 40, 0)
+    row("r2", 0, 40, 5)  # a redelivery only
+    row("r3", 0, 7, 0)
+    relation = duckdb_kql.kql(con, _function_body() + "| project RequestId, UsageRevision, TotalTokens")
+    assert sorted(relation.fetchall()) == [("r1", 1, 250), ("r2", 0, 40), ("r3", 0, 7)]
 
 
 def _duckdb_with_usage() -> Any:

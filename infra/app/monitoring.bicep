@@ -99,6 +99,22 @@ resource dataCollectionRule 'Microsoft.Insights/dataCollectionRules@2023-03-11' 
   dependsOn: [tables]
 }
 
+// AOAIChargeback(): the usage table with one row per call (the latest UsageRevision of each
+// RequestId), saved as a workspace function so that any query, alert or user can start from it
+// instead of deduplicating every row themselves. The workbook's queries inline the same body.
+resource usageFunction 'Microsoft.OperationalInsights/workspaces/savedSearches@2020-08-01' = {
+  parent: workspace
+  name: 'aoai-chargeback-function'
+  properties: {
+    category: 'Azure OpenAI chargeback'
+    displayName: 'AOAIChargeback(): one row per call, latest UsageRevision'
+    query: loadTextContent('../../chargeback/kql/functions/AOAIChargeback.kql')
+    functionAlias: 'AOAIChargeback'
+    version: 2
+  }
+  dependsOn: [tables]
+}
+
 resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
   name: appInsightsName
   location: location
