@@ -325,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.handler(args, console)
     except ChargebackError as exc:
-        console.print(f"[red]error[/red] ({exc.reason}): {safe(exc.detail)}")
+        console.print(f"[red]error[/red] ({exc.reason}): {safe(exc.detail)}", soft_wrap=True)
         return 2
     return code
 

@@ -45,11 +45,11 @@ def test_the_store_accepts_new_alert_ids_and_skips_known_ones():
 
 
 def test_a_refused_insert_accepts_nothing_instead_of_crashing():
-    """Regression: DuckDB refusing the insert (written_keys None) means no alert raised, no TypeError."""
+    """Regression: DuckDB refusing the insert (no written keys) means no alert raised, no TypeError."""
     with DuckDBStore() as store:
         store.connection.execute(f'DROP TABLE "{ALERTS_TABLE}"')  # the database cannot take the rows
         result = store.insert(ALERTS_TABLE, [alert("a/1")])
-        assert result.written_keys is None
+        assert not result.written_keys  # nothing was written (an empty set, or None)
         assert [failed.reason for failed in result.failed] == [Reason.WRITE_FAILED]
         assert StoreAlertSink(store).write_alerts([alert("a/1")]) == set()
 

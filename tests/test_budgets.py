@@ -14,6 +14,7 @@ import pytest
 
 from chargeback.core.pricing import DeploymentMap
 from chargeback.core.schema import ALERTS_TABLE
+from chargeback.core.textsafe import chat_text
 from chargeback.edges.alertsinks import StoreAlertSink, WriterAlertSink
 from chargeback.edges.kqlrun import LocalKqlRunner
 from chargeback.edges.webhook import post_webhook
@@ -173,4 +174,4 @@ def test_webhook_gets_one_text_message_per_check(october_store: Any) -> None:
     message = _Hook.received[0]
     assert message["type"].startswith("application/json")
     assert set(message["json"]) == {"text"}
-    assert all(row["Message"] in message["json"]["text"] for row in raised)
+    assert all(chat_text(row["Message"]) in message["json"]["text"] for row in raised)

@@ -115,13 +115,36 @@ def test_server_errors_are_retried_within_bounds(pricer, log_analytics):
     assert "after 3 attempts" in result.failed[0].detail
 
 
-def test_a_bad_request_is_write_failed_without_retry(pricer, log_analytics):
-    """400 is not retried: the chunk's rows fail with write-failed."""
-    log_analytics.faults = FaultPlan(by_request={1: Fault.bad_request()})
+def test_a_bad_request_is_bisected_not_retried(pricer, log_analytics):
+    """400 is never resent as is: the chunk is halved down to single rows, each failing write-failed."""
+    log_analytics.faults = FaultPlan(by_request={n: Fault.bad_request() for n in range(1, 20)})
     writer = la_writer(log_analytics)
     result = writer.write(usage_rows(pricer, 4))
     assert [f.reason for f in result.failed] == [Reason.WRITE_FAILED] * 4
-    assert writer.calls == 1
+    assert writer.calls == 7  # 4 rows, then 2 + 2, then 1 + 1 + 1 + 1
+
+
+def test_a_row_the_stream_refuses_fails_alone_and_its_chunk_lands(pricer, log_analytics):
+    """The service answers 400 to every call holding row 37 of 64: bisection isolates that row alone."""
+    # Calls in bisection order: 1 = rows 0-63, 2 = 0-31, 3 = 32-63, 4 = 32-47, 5 = 32-39, 6 = 32-35,
+    # 7 = 36-39, 8 = 36-37, 9 = 36, 10 = 37, 11 = 38-39, 12 = 40-47, 13 = 48-63.
+    log_analytics.faults = FaultPlan(by_request={n: Fault.bad_request() for n in (1, 3, 4, 5, 7, 8, 10)})
+    rows = usage_rows(pricer, 64)
+    writer = la_writer(log_analytics)
+    result = writer.write(rows)
+    assert [(f.row["RequestId"], f.reason) for f in result.failed] == [
+        (rows[37]["RequestId"], Reason.WRITE_FAILED)
+    ]
+    assert (result.written, writer.calls, log_analytics.stats.rows_ingested) == (63, 13, 63)
+
+
+def test_bisection_stops_at_its_budget(pricer, log_analytics):
+    """A stream that refuses every row (a DCR mismatch) costs at most bisect_budget extra calls."""
+    log_analytics.faults = FaultPlan(by_request={n: Fault.bad_request() for n in range(1, 200)})
+    writer = la_writer(log_analytics, bisect_budget=3)
+    result = writer.write(usage_rows(pricer, 64))
+    assert len(result.failed) == 64
+    assert writer.calls == 1 + 2 * 3
 
 
 def test_413_splits_the_chunk_and_both_halves_land(pricer, log_analytics):
@@ -143,8 +166,8 @@ def test_a_row_refused_even_alone_is_write_failed(pricer, log_analytics):
 
 
 def test_one_failing_chunk_in_the_middle_fails_only_its_rows(pricer, log_analytics):
-    """Chunk 2 of many refused: only its rows come back; the rows before and after are written."""
-    log_analytics.faults = FaultPlan(by_request={2: Fault.bad_request()})
+    """Chunk 2 of many refused (403, not a row's fault): only its rows come back, the rest are written."""
+    log_analytics.faults = FaultPlan(by_request={2: Fault("status", 403)})
     rows = usage_rows(pricer, 3000)
     writer = la_writer(log_analytics, max_body_bytes=40_000)
     result = writer.write(rows)

@@ -157,3 +157,128 @@ def test_a_rerun_of_the_same_file_writes_no_new_dead_letter(config_files: tuple[
         assert main([*args, "--rate-card", str(card), "--deployments", str(deployments)]) == 0
     assert len(LocalDeadLetterStore(tmp_path / "dl").files()) == 1
     assert len(_dead(tmp_path / "dl")) == 2
+
+
+def test_formula_names_reach_the_csvs_as_text(
+    config_files: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    """A subscription named like a formula is charged, and every CSV cell holding it starts with '."""
+    import csv
+
+    card, deployments = config_files
+    names = ['=HYPERLINK("http://evil","x")', "+cmd|' /C calc'!A0", "@SUM(1)", "-2+3"]
+    events = [make_event(subscriptionId=f"sub-{i}", subscriptionName=name) for i, name in enumerate(names)]
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join(to_body(e) for e in events))
+    db, out = tmp_path / "s.duckdb", tmp_path / "exports"
+    common = ["--db", str(db), "--deployments", str(deployments)]
+    runtime.build_writer.cache_clear()
+    assert (
+        main(["ingest", str(path), *common, "--rate-card", str(card), "--deadletter", str(tmp_path / "dl")])
+        == 0
+    )
+    runtime.build_writer.cache_clear()
+    assert main(["rollup", "--month", "2026-10", *common, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "Traceback" not in printed
+    cells = [
+        cell
+        for csv_path in sorted(out.glob("*.csv"))
+        for row in csv.reader(csv_path.read_text(encoding="utf-8").splitlines())
+        for cell in row
+    ]
+    assert cells
+    for name in names:
+        assert "'" + name in cells
+        assert name not in cells
+    assert not [
+        cell for cell in cells if cell[:1] in ("=", "+", "@") or (cell[:1] == "-" and not cell[1:2].isdigit())
+    ]
+
+
+def test_a_locked_store_is_one_line_and_exit_2(
+    config_files: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    """A second process holding the DuckDB file: ``ingest`` says so in one line and exits 2."""
+    import subprocess
+    import sys
+
+    card, deployments = config_files
+    db = tmp_path / "busy.duckdb"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('ready', flush=True); "
+            "sys.stdin.read()",
+            str(db),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "ready"
+        path = tmp_path / "events.jsonl"
+        path.write_bytes(to_body(make_event()))
+        runtime.build_writer.cache_clear()
+        code = main(
+            [
+                "ingest",
+                str(path),
+                "--db",
+                str(db),
+                "--rate-card",
+                str(card),
+                "--deployments",
+                str(deployments),
+            ]
+        )
+    finally:
+        holder.communicate("", timeout=60)
+    out = capsys.readouterr().out
+    assert code == 2
+    assert len(out.strip().splitlines()) == 1
+    assert "in use by another process" in out
+    assert "Traceback" not in out
+
+
+def _conflicting(event: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    other_sub = dict(event, subscriptionId="team-z")
+    other_usage = dict(event, usage=dict(event["usage"], completion_tokens=9_999, total_tokens=10_999))
+    return other_sub, other_usage
+
+
+def test_conflicting_duplicates_through_the_trigger_are_dead_lettered_as_conflicts(
+    trigger: Any, tmp_path: Path
+):
+    """Same RequestId, other subscription or usage: a conflict, in the same batch or a later one."""
+    first = make_event()
+    other_sub, other_usage = _conflicting(first)
+    trigger(hub_events([to_body(first), to_body(other_sub)]))
+    trigger(hub_events([to_body(other_usage), to_body(first)]))  # a later batch, and a redelivery
+    rows, dead = _rows(tmp_path / "store.duckdb"), _dead(tmp_path / "deadletter")
+    assert rows[first["requestId"]]["SubscriptionId"] == "team-a"
+    assert rows[first["requestId"]]["CompletionTokens"] == 200
+    assert sorted((d.message.body, d.reason.value) for d in dead) == sorted(
+        [(to_body(other_sub), "conflict"), (to_body(other_usage), "conflict")]
+    )
+
+
+def test_conflicting_duplicates_through_the_cli_are_dead_lettered_as_conflicts(
+    config_files: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    """``chargeback ingest`` counts a conflict as a dead-letter reason, and a redelivery as a duplicate."""
+    card, deployments = config_files
+    first = make_event()
+    other_sub, other_usage = _conflicting(first)
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join(to_body(e) for e in (first, other_sub, first, other_usage)))
+    db, deadletter = tmp_path / "s.duckdb", tmp_path / "dl"
+    runtime.build_writer.cache_clear()
+    args = ["ingest", str(path), "--db", str(db), "--rate-card", str(card), "--deployments", str(deployments)]
+    assert main([*args, "--deadletter", str(deadletter)]) == 0
+    assert "conflict" in capsys.readouterr().out
+    assert list(_rows(db)) == [first["requestId"]]
+    assert sorted(d.reason.value for d in _dead(deadletter)) == ["conflict", "conflict"]

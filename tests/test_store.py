@@ -123,15 +123,48 @@ def test_times_in_any_zone_naive_and_null_values_round_trip():
     ]
 
 
-def test_a_value_of_the_wrong_type_fails_the_batch_not_the_process():
-    """A cost that is not a number cannot be stored: every row comes back failed, none is lost."""
+def test_a_value_of_the_wrong_type_fails_alone_not_its_batch():
+    """A cost that is not a number cannot be stored: that row fails, its neighbours are written."""
     bad = row("bad")
     bad["TotalCost"] = "lots"
     with DuckDBStore() as store:
         result = store.write([row("good"), bad])
-        assert result.written == 0
-        assert [f.reason for f in result.failed] == [Reason.WRITE_FAILED, Reason.WRITE_FAILED]
-        assert store.count() == 0
+        assert (result.written, result.written_keys) == (1, {"good"})
+        assert [(f.row["RequestId"], f.reason) for f in result.failed] == [("bad", Reason.WRITE_FAILED)]
+        assert store.count() == 1
+
+
+def test_a_refused_batch_is_bisected_down_to_its_bad_rows():
+    """3 unstorable rows among 1,000: exactly those fail, the other 997 are written in the same call."""
+    rows = [row(f"r{i}") for i in range(1000)]
+    for index in (0, 500, 999):
+        rows[index]["PromptTokens"] = "many"
+    with DuckDBStore() as store:
+        result = store.write(rows)
+        assert result.written == 997
+        assert sorted(f.row["RequestId"] for f in result.failed) == ["r0", "r500", "r999"]
+        assert store.count() == 997
+        assert result.written + result.duplicates + len(result.failed) == len(rows)
+
+
+def test_a_conflicting_duplicate_fails_as_a_conflict_and_the_first_row_stays():
+    """The same RequestId from another subscription, or with other tokens, is a conflict, not a duplicate."""
+    with DuckDBStore() as store:
+        store.write([row("a"), row("b")])
+        other_sub, other_usage, same = row("a"), row("b"), row("a")
+        other_sub["SubscriptionId"] = "team-z"
+        other_usage["CompletionTokens"] = 999
+        result = store.write([other_sub, other_usage, same, row("c")])
+        assert (result.written, result.duplicates) == (1, 1)
+        assert [(f.row["RequestId"], f.reason) for f in result.failed] == [
+            ("a", Reason.CONFLICT),
+            ("b", Reason.CONFLICT),
+        ]
+        assert "SubscriptionId" in result.failed[0].detail
+        held = store.connection.execute(
+            'SELECT "SubscriptionId" FROM "AOAIChargeback_CL" WHERE "RequestId" = \'a\''
+        ).fetchall()
+        assert held == [("",)]  # the first row's subscription, not team-z
 
 
 def test_a_higher_revision_replaces_the_row_in_place():

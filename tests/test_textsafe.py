@@ -8,16 +8,17 @@ from chargeback.core.textsafe import chat_text, csv_cell, printable
 
 
 @pytest.mark.parametrize(
-    "value", ["=1+1", "+1", "-2+3", "@SUM(A1)", "\tx", "\rx", "\uff1dcmd", '=HYPERLINK("http://x","y")']
+    "value",
+    ["=1+1", "+1+cmd", "-2+3", "@SUM(A1)", "\tx", "\rx", "\uff1dcmd", '=HYPERLINK("http://x","y")', "-"],
 )
 def test_text_a_spreadsheet_would_evaluate_gets_a_leading_quote(value: str):
     """OWASP CSV injection: a cell starting with = + - @ tab or CR (or full-width forms) is quoted."""
     assert csv_cell(value) == "'" + value
 
 
-@pytest.mark.parametrize("value", ["Team A", "a=b", "", 5, -5, 1.5, None])
+@pytest.mark.parametrize("value", ["Team A", "a=b", "", "-0.25", "+3", "-1e-06", "12.50", 5, -5, 1.5, None])
 def test_plain_text_and_numbers_pass_unchanged(value: object):
-    """Only text cells that start like a formula change; numbers stay numbers."""
+    """Only text cells that start like a formula change; numbers (also signed, as text) stay numbers."""
     assert csv_cell(value) == value
 
 

@@ -90,6 +90,33 @@ _TAGS_TEXT: dict[tuple[tuple[str, str], ...], str] = {}
 _MAX_TAGS_TEXT = 4096
 
 
+# What makes two rows of one RequestId the same call. A second event with the same RequestId but
+# another subscription or other token counts (at the same UsageRevision) is not a redelivery: it
+# is dead-lettered as a ``conflict`` and the first row stays (DESIGN, usage table).
+IDENTITY_COLUMNS = ("SubscriptionId", "PromptTokens", "CachedTokens", "CompletionTokens", "ReasoningTokens")
+
+
+def row_identity(row: Row) -> tuple[Any, ...]:
+    """The columns a redelivery repeats exactly, then the row's UsageRevision (0 when absent)."""
+    return (*(row.get(column) for column in IDENTITY_COLUMNS), row.get("UsageRevision") or 0)
+
+
+def conflict_detail(row: Row, held: tuple[Any, ...]) -> str:
+    """Which identity columns of ``row`` differ from the row already charged for its RequestId."""
+    differs = [
+        column
+        for column, mine, theirs in zip(IDENTITY_COLUMNS, row_identity(row), held, strict=False)
+        if mine != theirs
+    ]
+    return f"RequestId already charged with another {', '.join(differs)}; the first row written stays"
+
+
+def is_conflict(row: Row, held: tuple[Any, ...]) -> bool:
+    """True when ``row`` differs from the charged row of its RequestId at the same revision."""
+    mine = row_identity(row)
+    return mine[-1] == (held[-1] or 0) and mine[:-1] != tuple(held[:-1])
+
+
 def tags_json(tags: dict[str, str]) -> str:
     """The ``Tags`` column: sorted JSON text, memoised because a few tag sets repeat on every row."""
     if not tags:

@@ -6,7 +6,8 @@ reader's tool is made inert here first:
 - ``csv_cell``: OWASP's CSV-injection rule. A text cell starting with ``=``, ``+``, ``-``, ``@``,
   tab or carriage return (or their full-width forms, which Excel also reads as formulas) is
   prefixed with a single quote, so a spreadsheet shows it as text instead of running it. The csv
-  writer then quotes the cell as usual. Numbers are not text cells and pass unchanged.
+  writer then quotes the cell as usual. A plain number (``-0.25``, ``+3``, ``1e-6``: a credit, a
+  signed amount) is data, not a formula, and passes unchanged, as do non-text values.
 - ``printable``: control characters, line separators, bidi controls and lone surrogates become
   visible escapes (``\\x1b``, ``\\u202e``), so a value cannot move the cursor, clear the screen,
   fake a line or reorder what follows it on a terminal.
@@ -26,6 +27,7 @@ FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d"
 _UNPRINTABLE = re.compile(
     "[\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029\\u202a-\\u202e\\u2066-\\u2069\\ud800-\\udfff]"
 )
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 _SLACK_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 _MARKDOWN = re.compile(r"([\\`*_~\[\]()#|!])")
 _ENTITY = re.compile(r"[&<>]")
@@ -34,7 +36,7 @@ _PARTIAL_ESCAPE = re.compile(r"(&[a-z]{0,3}|\\(x[0-9a-f]{0,1}|u[0-9a-f]{0,3})?)$
 
 def csv_cell(value: Any) -> Any:
     """A value safe in a CSV cell: text that a spreadsheet would evaluate gets a leading ``'``."""
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES) and not _NUMBER.fullmatch(value):
         return "'" + value
     return value
 

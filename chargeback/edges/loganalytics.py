@@ -2,7 +2,7 @@
 
     rows ─► row_for_json ─► gzip chunks ≤ 1 MB (compressed, as sent) ─► LogsIngestionClient.upload
                                                         │ 429/5xx/timeout/dropped: retry (Retry-After)
-                                                        │ 413: split the chunk in two and send each
+                                                        │ 413, 400: split the chunk in two and send each
                                                         └ gave up: the chunk's rows in WriteResult.failed
 
 Wire format: ``POST {endpoint}/dataCollectionRules/{dcr}/streams/{stream}?api-version=2023-01-01``,
@@ -11,7 +11,10 @@ The SDK's own ``upload(list)`` chunks by *uncompressed* size (~1 MiB, about 1,30
 chunk by the compressed size that actually crosses the wire (about 15,000 usage rows per call) and
 hand each pre-gzipped body to ``upload`` as a stream, which the SDK sends as-is with
 ``Content-Encoding: gzip``. Should the service ever refuse such a body with 413, the writer halves
-the chunk and retries the halves, so rows still land (in more calls) instead of failing.
+the chunk and retries the halves, so rows still land (in more calls) instead of failing. A 400 (a
+row the stream refuses) is bisected the same way, down to the row at fault, so one bad row fails
+alone instead of its whole chunk; at most ``bisect_budget`` extra calls per write go to that (a
+stream that refuses every row, a DCR mismatch, should not cost a call per row).
 
 Retries are ours, not azure-core's (``retry_total=0`` per call), so their bounds are explicit:
 ``max_attempts`` per chunk, exponential backoff, ``Retry-After`` honoured (never retried sooner; a
@@ -157,6 +160,7 @@ class _Outcome:
     reason: Reason = Reason.WRITE_FAILED
     detail: str = ""
     too_large: bool = False
+    row_fault: bool = False  # 400: some row in the chunk does not fit the stream; bisect to find it
 
 
 _OK = _Outcome(ok=True)
@@ -180,6 +184,7 @@ class LogAnalyticsWriter:
         connect_timeout: float = 10.0,
         deadline: float = 240.0,
         give_up_after: int = 2,
+        bisect_budget: int = 64,
         enforce_https: bool | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -198,6 +203,7 @@ class LogAnalyticsWriter:
         self.connect_timeout = connect_timeout
         self.deadline = deadline
         self.give_up_after = max(1, give_up_after)
+        self.bisect_budget = max(0, bisect_budget)
         if enforce_https is None:
             endpoint = str(getattr(getattr(client, "_config", None), "endpoint", "") or "")
             enforce_https = not (endpoint and is_local_endpoint(endpoint))
@@ -236,6 +242,7 @@ class LogAnalyticsWriter:
 
         payload_of = dict(zip(sendable, payloads, strict=True))
         unavailable_in_a_row = 0
+        bisections = 0
         queue = [[sendable[i] for i in chunk.indexes] for chunk in chunks]
         bodies: list[bytes | None] = [chunk.body for chunk in chunks]
         while queue:
@@ -260,6 +267,13 @@ class LogAnalyticsWriter:
                 queue[:0] = [members[:half], members[half:]]
                 bodies[:0] = [None, None]
                 log.info("log analytics: 413 for %d rows; sending them as two smaller calls", len(members))
+                continue
+            if outcome.row_fault and len(members) > 1 and bisections < self.bisect_budget:
+                bisections += 1
+                half = len(members) // 2
+                queue[:0] = [members[:half], members[half:]]
+                bodies[:0] = [None, None]
+                log.info("log analytics: 400 for %d rows; bisecting to the row at fault", len(members))
                 continue
             if outcome.too_large:
                 outcome = _Outcome(
@@ -303,7 +317,12 @@ class LogAnalyticsWriter:
                 if status == 413:
                     return _Outcome(False, too_large=True)
                 if status is not None and status not in RETRYABLE_STATUSES:
-                    return _Outcome(False, Reason.WRITE_FAILED, f"HTTP {status}: {exc.reason or 'refused'}")
+                    return _Outcome(
+                        False,
+                        Reason.WRITE_FAILED,
+                        f"HTTP {status}: {exc.reason or 'refused'}",
+                        row_fault=status == 400,
+                    )
                 last = f"HTTP {status}" if status is not None else f"{type(exc).__name__}: {exc.message}"
                 headers = getattr(response, "headers", None)
                 wait = retry_after_seconds(headers) if headers is not None else None

@@ -16,10 +16,10 @@ from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from chargeback.core.pipeline import Row
+from chargeback.core.pipeline import IDENTITY_COLUMNS, Row, conflict_detail, is_conflict
 from chargeback.core.schema import ALERTS_TABLE, USAGE_TABLE, Column, table_columns
 from chargeback.edges.sinks import FailedRow, WriteResult
-from chargeback.errors import Reason
+from chargeback.errors import Reason, SinkError, SinkUnavailable
 
 if TYPE_CHECKING:
     import duckdb
@@ -41,6 +41,31 @@ PRIMARY_KEYS = {USAGE_TABLE: "RequestId", ALERTS_TABLE: "AlertId"}
 # checkpoint costs more as the table grows. Fewer, larger ones: ~20 % off an ingest of 200k rows,
 # close included; a crash replays at most this much log when the file is next opened.
 CHECKPOINT_THRESHOLD = "256MB"
+
+
+def _store_faults() -> tuple[type[BaseException], ...]:
+    """DuckDB errors of the database itself, not of a row: splitting the batch would not help."""
+    import duckdb
+
+    return (
+        duckdb.IOException,
+        duckdb.OutOfMemoryException,
+        duckdb.ConnectionException,
+        duckdb.FatalException,
+        duckdb.InternalException,
+    )
+
+
+def _merged(first: WriteResult, second: WriteResult) -> WriteResult:
+    keys = None
+    if first.written_keys is not None and second.written_keys is not None:
+        keys = first.written_keys | second.written_keys
+    return WriteResult(
+        written=first.written + second.written,
+        duplicates=first.duplicates + second.duplicates,
+        failed=[*first.failed, *second.failed],
+        written_keys=keys,
+    )
 
 
 def create_table_sql(table: str) -> str:
@@ -133,7 +158,16 @@ class DuckDBStore:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self.connection: duckdb.DuckDBPyConnection = duckdb.connect(self.path)
+        try:
+            self.connection: duckdb.DuckDBPyConnection = duckdb.connect(self.path)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise SinkError(f"cannot open the store {self.path}: {str(exc).splitlines()[0]}") from None
+            # DuckDB lets one process write a file; a second ingest (or an open duckdb shell) waits.
+            raise SinkUnavailable(
+                f"the store {self.path} is in use by another process (DuckDB allows one writer at a "
+                "time): wait for it to finish, or pass another --db"
+            ) from None
         self.connection.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
         for table in PRIMARY_KEYS:
             self.connection.execute(create_table_sql(table))
@@ -160,9 +194,36 @@ class DuckDBStore:
         return self.insert(USAGE_TABLE, rows)
 
     def insert(self, table: str, rows: Sequence[Row]) -> WriteResult:
-        """Insert rows into a table, skipping keys it already holds."""
+        """Insert rows into a table, skipping keys it already holds.
+
+        A batch DuckDB refuses is split in halves and each half tried again, down to single rows,
+        so a row it cannot store fails alone (``write-failed``) and its neighbours are written: k
+        bad rows in n cost about 2·k·log2(n) extra inserts. A fault of the database itself (I/O,
+        out of memory, a closed or invalidated connection) fails the batch without splitting.
+        A RequestId already held with another subscription or other token counts (at the same
+        ``UsageRevision``) is not a redelivery: that row fails as a ``conflict`` and the stored row
+        stays (the first one written wins, as the queries on Log Analytics decide too).
+        """
         if not rows:
             return WriteResult()
+        try:
+            result = self._insert(table, rows)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:
+            first_line = str(exc).splitlines()[0] if str(exc) else ""
+            detail = f"DuckDB refused the batch: {type(exc).__name__}: {first_line}"
+            fatal = isinstance(exc, _store_faults())
+            if fatal or len(rows) == 1:
+                detail = detail.encode("utf-8", "backslashreplace").decode("utf-8")[:500]
+                failed = [FailedRow(row, Reason.WRITE_FAILED, detail) for row in rows]
+                return WriteResult(failed=failed, written_keys=set())
+            half = len(rows) // 2
+            return _merged(self.insert(table, rows[:half]), self.insert(table, rows[half:]))
+        return result
+
+    def _insert(self, table: str, rows: Sequence[Row]) -> WriteResult:
+        """One attempt at the whole batch; raises what DuckDB (or the conversion) raises."""
         import duckdb
 
         columns = table_columns(table)
@@ -170,30 +231,45 @@ class DuckDBStore:
         names = ", ".join(f'"{c.name}"' for c in columns)
         key = PRIMARY_KEYS[table]
         insert = f'INSERT INTO "{table}" ({names}) SELECT {names} FROM incoming_rows'
-        try:
-            with self._lock:
-                self.connection.register("incoming_rows", arrays)
+        with self._lock:
+            self.connection.register("incoming_rows", arrays)
+            try:
+                # Optimistic: a batch of new keys (the usual case) is one plain insert, ~10 %
+                # cheaper than ON CONFLICT ... RETURNING. A key the table holds, or one twice in
+                # the batch, fails it as a whole (nothing is kept) and the batch goes again
+                # with ON CONFLICT, which says which keys were new.
                 try:
-                    # Optimistic: a batch of new keys (the usual case) is one plain insert, ~10 %
-                    # cheaper than ON CONFLICT ... RETURNING. A key the table holds, or one twice in
-                    # the batch, fails it as a whole (nothing is kept) and the batch goes again
-                    # with ON CONFLICT, which says which keys were new.
-                    try:
-                        # Consume every result: DuckDB 2 refuses further work on a connection that
-                        # still holds an unfinished one.
-                        self.connection.execute(insert).fetchall()
-                        new_keys = set(arrays[key].tolist())
-                    except duckdb.ConstraintException:
-                        inserted = self.connection.execute(
-                            f'{insert} ON CONFLICT DO NOTHING RETURNING "{key}"'
-                        ).fetchall()
-                        new_keys = {value for (value,) in inserted}
-                finally:
-                    self.connection.unregister("incoming_rows")
-        except duckdb.Error as exc:
-            detail = f"DuckDB refused the batch: {type(exc).__name__}: {exc}"
-            return WriteResult(failed=[FailedRow(row, Reason.WRITE_FAILED, detail) for row in rows])
-        return WriteResult(written=len(new_keys), duplicates=len(rows) - len(new_keys), written_keys=new_keys)
+                    # Consume every result: DuckDB 2 refuses further work on a connection that
+                    # still holds an unfinished one.
+                    self.connection.execute(insert).fetchall()
+                    new_keys = set(arrays[key].tolist())
+                    held: dict[Any, tuple[Any, ...]] = {}
+                except duckdb.ConstraintException:
+                    inserted = self.connection.execute(
+                        f'{insert} ON CONFLICT DO NOTHING RETURNING "{key}"'
+                    ).fetchall()
+                    new_keys = {value for (value,) in inserted}
+                    held = self._held(table, [row.get(key) for row in rows if row.get(key) not in new_keys])
+            finally:
+                self.connection.unregister("incoming_rows")
+        conflicts = [row for row in rows if row.get(key) in held and is_conflict(row, held[row.get(key)])]
+        failed = [
+            FailedRow(row, Reason.CONFLICT, conflict_detail(row, held[row.get(key)])) for row in conflicts
+        ]
+        duplicates = len(rows) - len(new_keys) - len(failed)
+        return WriteResult(written=len(new_keys), duplicates=duplicates, failed=failed, written_keys=new_keys)
+
+    def _held(self, table: str, keys: list[Any]) -> dict[Any, tuple[Any, ...]]:
+        """The stored identity of each key (subscription, token counts, revision), usage table only."""
+        if table != USAGE_TABLE or not keys:
+            return {}
+        identity = ", ".join(f'"{column}"' for column in IDENTITY_COLUMNS)
+        found = self.connection.execute(
+            f'SELECT "RequestId", {identity}, coalesce("UsageRevision", 0) '
+            f'FROM "{table}" WHERE "RequestId" IN (SELECT unnest($keys))',
+            {"keys": [str(k) for k in keys]},
+        ).fetchall()
+        return {row[0]: tuple(row[1:]) for row in found}
 
     def supersede(self, rows: Sequence[Row]) -> WriteResult:
         """Replace usage rows in place by later revisions of the same RequestId.

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from chargeback.core.pricing import Deployment
+from chargeback.core.textsafe import csv_cell
 from chargeback.edges.kqlrun import KqlRunner, load_query
 from chargeback.jobs.budgets import Budget
 from chargeback.jobs.rollup import (
@@ -319,7 +320,8 @@ def _csv(columns: Sequence[str], rows: Sequence[Mapping[str, str]]) -> bytes:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
     for row in rows:
-        writer.writerow([row[column] for column in columns])
+        # OWASP CSV injection: a cell a spreadsheet would evaluate (=, +, -, @, ...) gets a quote.
+        writer.writerow([csv_cell(row[column]) for column in columns])
     return buffer.getvalue().encode("utf-8")
 
 

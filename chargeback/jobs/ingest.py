@@ -18,7 +18,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from chargeback.core.pipeline import Charge, Message, collector_paused, fault_detail, process_batch
+from chargeback.core.pipeline import (
+    Charge,
+    Message,
+    Row,
+    collector_paused,
+    conflict_detail,
+    fault_detail,
+    is_conflict,
+    process_batch,
+    row_identity,
+)
 from chargeback.core.pricing import Pricer
 from chargeback.edges.sinks import DeadLetter, DeadLetterStore, FailedRow, UsageWriter, WriteResult
 from chargeback.errors import Reason, SinkError
@@ -61,15 +71,25 @@ class IngestSummary:
         return self.received == self.written + self.duplicates + self.dead_lettered
 
 
-def _unique_by_request_id(charges: list[Charge]) -> tuple[list[Charge], int]:
-    seen: set[str] = set()
+def _unique_by_request_id(charges: list[Charge]) -> tuple[list[Charge], int, list[tuple[Charge, str]]]:
+    """First charge per RequestId; later ones are redeliveries (counted) or conflicts (with a detail)."""
+    first: dict[str, Charge] = {}
     unique: list[Charge] = []
+    duplicates = 0
+    conflicts: list[tuple[Charge, str]] = []
     for charge in charges:
         request_id = charge.row["RequestId"]
-        if request_id not in seen:
-            seen.add(request_id)
+        held = first.get(request_id)
+        if held is None:
+            first[request_id] = charge
             unique.append(charge)
-    return unique, len(charges) - len(unique)
+            continue
+        identity = row_identity(held.row)
+        if is_conflict(charge.row, identity):
+            conflicts.append((charge, conflict_detail(charge.row, identity)))
+        else:
+            duplicates += 1
+    return unique, duplicates, conflicts
 
 
 def _all_failed(charges: list[Charge], reason: Reason, detail: str) -> WriteResult:
@@ -140,24 +160,42 @@ def _ingest_batch(
     clock: Callable[[], datetime],
 ) -> IngestSummary:
     result = process_batch(batch, pricer, now or clock())
-    unique, batch_duplicates = _unique_by_request_id(result.charges)
-    written = _write(writer, unique)
-
     stamp = clock()
     records = [
         DeadLetter(r.message, r.reason, r.detail, stamp, r.field, r.request_id) for r in result.rejections
     ]
-    # Failures are matched by RequestId (unique in ``unique``), not by object identity: a writer
-    # may hand back a copy of the row it could not send.
-    failed_ids = {failure.row["RequestId"]: failure for failure in written.failed}
-    for charge in unique:
-        failure = failed_ids.get(charge.row["RequestId"])
-        if failure is not None:
-            records.append(
-                DeadLetter(
-                    charge.message, failure.reason, failure.detail, stamp, None, charge.row["RequestId"]
+    written_count = duplicate_count = 0
+    charged: list[Row] = []  # rows known to be written, for the breakdowns
+    pending = result.charges
+    # One RequestId per write. Another row of an id already in the batch goes in a later round, so
+    # that the store compares it with the row it holds (the first written wins, whichever batch it
+    # came in); a writer that cannot tell (Log Analytics) keeps the batch's first and the others
+    # are conflicts here. Copies equal to the first are redeliveries (duplicates) at once.
+    while pending:
+        unique, batch_duplicates, variants = _unique_by_request_id(pending)
+        duplicate_count += batch_duplicates
+        written = _write(writer, unique)
+        written_count += written.written
+        duplicate_count += written.duplicates
+        # Failures are matched by RequestId (unique in ``unique``), not by object identity: a
+        # writer may hand back a copy of the row it could not send.
+        failed_ids = {failure.row["RequestId"]: failure for failure in written.failed}
+        for charge in unique:
+            request_id = charge.row["RequestId"]
+            failure = failed_ids.get(request_id)
+            if failure is not None:
+                records.append(
+                    DeadLetter(charge.message, failure.reason, failure.detail, stamp, None, request_id)
                 )
-            )
+            elif written.written_keys is None or request_id in written.written_keys:
+                charged.append(charge.row)
+        if written.written_keys is None:
+            records += [
+                DeadLetter(charge.message, Reason.CONFLICT, detail, stamp, None, charge.row["RequestId"])
+                for charge, detail in variants
+            ]
+            break
+        pending = [charge for charge, _ in variants]
     if records:
         try:
             deadletter.put(records)
@@ -176,17 +214,12 @@ def _ingest_batch(
 
     summary = IngestSummary(
         received=len(batch),
-        written=written.written,
-        duplicates=written.duplicates + batch_duplicates,
+        written=written_count,
+        duplicates=duplicate_count,
         dead_lettered=len(records),
     )
     summary.reasons.update(record.reason.value for record in records)
-    for charge in unique:
-        if charge.row["RequestId"] in failed_ids:
-            continue
-        row = charge.row
-        if written.written_keys is not None and row["RequestId"] not in written.written_keys:
-            continue
+    for row in charged:
         summary.usage_sources[row["UsageSource"]] += 1
         summary.pricing_statuses[row["PricingStatus"]] += 1
         key = (row["SubscriptionId"], row["SubscriptionName"], row["Currency"])
