@@ -50,3 +50,14 @@ def monthly_rollup(timer: func.TimerRequest) -> None:
 def daily_budget_check(timer: func.TimerRequest) -> None:
     """Check month-to-date spend and forecasts against budgets; raise new alerts."""
     runtime.handle_budget_check()
+
+
+@app.function_name("gateway_usage")
+@app.timer_trigger(arg_name="timer", schedule="0 */5 * * * *", run_on_startup=False, use_monitor=True)
+def gateway_usage(timer: func.TimerRequest) -> None:
+    """Every 5 minutes: streams charged on an estimate get APIM's LLM-log counts as a new revision.
+
+    Looks back GATEWAY_LOG_WAIT_MINUTES; idempotent (a revision is written once), so an overlap or
+    a missed run only delays the counts.
+    """
+    runtime.handle_gateway_usage()

@@ -45,6 +45,8 @@ class Reason(StrEnum):
     CACHED_EXCEEDS_PROMPT = "cached-exceeds-prompt"
     REASONING_EXCEEDS_COMPLETION = "reasoning-exceeds-completion"
     MODALITY_MISMATCH = "modality-mismatch"  # audio/image/text parts do not add up to the total
+    # Late usage of streams (APIM's LLM log)
+    GATEWAY_LOG_MISMATCH = "gateway-log-mismatch"
     # Writing
     WRITE_FAILED = "write-failed"
     SINK_UNAVAILABLE = "sink-unavailable"

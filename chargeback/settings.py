@@ -52,6 +52,7 @@ class Settings:
     deployments_path: str = ""
     budgets_path: str = ""
     rollup_grace_hours: int = 48
+    gateway_log_wait_minutes: int = 120
     ptu_output_weight: str = "4"
     alert_webhook_url: str = ""
 
@@ -84,6 +85,8 @@ class Settings:
             raise ConfigError(f"CHARGEBACK_SINK={self.chargeback_sink!r}; expected one of {', '.join(SINKS)}")
         if self.rollup_grace_hours < 0:
             raise ConfigError("ROLLUP_GRACE_HOURS must not be negative")
+        if self.gateway_log_wait_minutes < 1:
+            raise ConfigError("GATEWAY_LOG_WAIT_MINUTES must be at least 1")
         try:
             weight = Decimal(self.ptu_output_weight)
         except ArithmeticError:

@@ -11,6 +11,11 @@ Runs beside ``func start`` so the ``loganalytics`` sink and the KQL rollups work
          -> {"tables": [{"name": "PrimaryResult", "columns": [{"name", "type"}], "rows": [...]}]}
          KQL runs on DuckDB through ``duckdb-kql``; the timespan filters every table on TimeGenerated
 
+It also holds APIM's diagnostic log tables, ``ApiManagementGatewayLlmLog`` and
+``ApiManagementGatewayLogs`` (their documented columns, ``chargeback/schemas/azure_tables.json``),
+which APIM's diagnostic setting fills in Azure: ``append_gateway_log`` is that setting here, so the
+late usage of streams (``jobs/gateway_usage.py``) runs end to end through the real query client.
+
 The real SDK clients talk to it unchanged: ``LogsIngestionClient(endpoint, credential)`` (pass
 ``enforce_https=False`` per call, which ``chargeback.edges.loganalytics`` does for localhost) and
 ``LogsQueryClient(credential, endpoint=endpoint)``. Tests inject faults per request with a
@@ -29,7 +34,7 @@ import re
 import threading
 import zlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -38,7 +43,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlparse
 
-from chargeback.core.schema import ALERTS_TABLE, USAGE_TABLE, table_columns
+from chargeback.core.schema import ALERTS_TABLE, USAGE_TABLE, azure_table_names, table_columns
+from chargeback.edges.gatewaylog import append_rows, create_gateway_tables
 from chargeback.edges.store import DUCKDB_TYPES
 
 if TYPE_CHECKING:
@@ -294,6 +300,7 @@ class LocalLogAnalytics(ThreadingHTTPServer):
         self.connection.execute("SET TimeZone='UTC'")
         for table in TABLES:
             self.connection.execute(create_table_sql(table))
+        create_gateway_tables(self.connection)
         self.catalog = str(self.connection.execute("SELECT current_database()").fetchall()[0][0])
         self.faults = faults or FaultPlan()
         self.max_body_bytes = max_body_bytes
@@ -365,6 +372,13 @@ class LocalLogAnalytics(ThreadingHTTPServer):
             self.stats.rows_ingested += added
         return added
 
+    def append_gateway_log(self, table: str, rows: Sequence[Mapping[str, Any]]) -> int:
+        """What APIM's diagnostic setting does in Azure: append rows to its LLM or gateway log table."""
+        if table not in azure_table_names():
+            raise ValueError(f"{table} is not an APIM log table")
+        with self.lock:
+            return append_rows(self.connection, table, rows)
+
     def _count(self, table: str) -> int:
         row = self.connection.execute(f'SELECT count(*) FROM "{table}"').fetchone()
         return int(row[0]) if row else 0
@@ -384,7 +398,7 @@ class LocalLogAnalytics(ThreadingHTTPServer):
                 start, end = span
                 low, high = (f"TIMESTAMP '{t:%Y-%m-%d %H:%M:%S.%f}'" for t in (start, end))
                 bounds = f'{low} AND "TimeGenerated" < {high}'
-                for table in TABLES:
+                for table in (*TABLES, *azure_table_names()):
                     cursor.execute(
                         f'CREATE TEMP VIEW "{table}" AS SELECT * FROM "{self.catalog}".main."{table}" '
                         f'WHERE "TimeGenerated" >= {bounds}'

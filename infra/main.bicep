@@ -51,6 +51,10 @@ param tableTotalRetentionDays int = 2556
 @description('Hours after month end before the monthly close runs (late events).')
 param rollupGraceHours int = 48
 
+@minValue(1)
+@description('Minutes a stream charged on its estimate waits for APIM\'s LLM log (GATEWAY_LOG_WAIT_MINUTES); after that it keeps its flagged estimate.')
+param gatewayLogWaitMinutes int = 120
+
 @description('PTU allocation: how many input tokens one output token counts as (PTU_OUTPUT_WEIGHT).')
 param ptuOutputWeight string = '4'
 
@@ -167,6 +171,7 @@ module function 'app/function.bicep' = {
     workspaceCustomerId: monitoring.outputs.workspaceCustomerId
     appInsightsConnectionString: monitoring.outputs.appInsightsConnectionString
     rollupGraceHours: rollupGraceHours
+    gatewayLogWaitMinutes: gatewayLogWaitMinutes
     ptuOutputWeight: ptuOutputWeight
     alertWebhookUrl: alertWebhookUrl
     maximumInstanceCount: maximumInstanceCount

@@ -36,6 +36,9 @@ def test_the_package_ships_the_rollup_queries() -> None:
 @pytest.mark.parametrize("name", QUERIES)
 def test_every_kql_file_runs_locally(name: str, october_store: Any) -> None:
     """Every .kql file under chargeback/kql (workbook queries included) runs on the seeded store."""
+    from chargeback.edges.gatewaylog import create_gateway_tables
+
+    create_gateway_tables(october_store.connection)  # APIM's log tables, as in the workspace
     text = load_query(name)
     frame = LocalKqlRunner(october_store.connection).run_text(bind(text, params_for(text)), name=name)
     assert list(frame.columns)

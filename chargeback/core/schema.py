@@ -5,7 +5,8 @@ with a reason code. It is hand-written rather than driven by ``jsonschema`` beca
 every event on the hot path; ``schemas/event.v1.schema.json`` is the published contract (the
 APIM policy tests validate against it) and ``tests/test_schema.py`` holds the two in agreement.
 
-The tables' columns live in ``schemas/tables.json``, the one file that Bicep loads too.
+The tables' columns live in ``schemas/tables.json``, the one file that Bicep loads too; the Azure
+tables read but not owned (APIM's LLM and gateway logs) in ``schemas/azure_tables.json``.
 """
 
 from __future__ import annotations
@@ -786,6 +787,28 @@ def _tables() -> dict[str, Any]:
 def table_columns(table: str = USAGE_TABLE) -> tuple[Column, ...]:
     """The columns of a custom table, in order, from ``schemas/tables.json``."""
     spec = _tables()[table]["columns"]
+    return tuple(Column(c["name"], c["type"], c["description"]) for c in spec)
+
+
+LLM_LOG_TABLE = "ApiManagementGatewayLlmLog"
+GATEWAY_LOG_TABLE = "ApiManagementGatewayLogs"
+
+
+@cache
+def _azure_tables() -> dict[str, Any]:
+    text = resources.files("chargeback").joinpath("schemas", "azure_tables.json").read_text(encoding="utf-8")
+    tables: dict[str, Any] = json.loads(text)
+    return tables
+
+
+def azure_table_names() -> tuple[str, ...]:
+    """The Azure Monitor tables the app reads but does not own (APIM's diagnostic logs)."""
+    return tuple(name for name in _azure_tables() if not name.startswith("$"))
+
+
+def azure_table_columns(table: str) -> tuple[Column, ...]:
+    """The documented columns of an Azure table the app reads, from ``schemas/azure_tables.json``."""
+    spec = _azure_tables()[table]["columns"]
     return tuple(Column(c["name"], c["type"], c["description"]) for c in spec)
 
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from chargeback.core.pipeline import Message, Row, Source
 from chargeback.errors import Reason
@@ -51,6 +51,7 @@ class UsageWriter(Protocol):
         ...
 
 
+@runtime_checkable
 class RevisionWriter(Protocol):
     """Writes later revisions of usage rows (``UsageRevision``): in place where it can, else appended."""
 

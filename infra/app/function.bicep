@@ -23,6 +23,8 @@ param alertsStreamName string
 param workspaceCustomerId string
 param appInsightsConnectionString string
 param rollupGraceHours int
+@description('GATEWAY_LOG_WAIT_MINUTES: how long a stream charged on its estimate waits for APIM\'s LLM log.')
+param gatewayLogWaitMinutes int = 120
 
 @description('PTU allocation: how many input tokens one output token counts as.')
 param ptuOutputWeight string
@@ -129,6 +131,7 @@ var appSettings = {
   DEADLETTER_CONTAINER: deadletterContainer
   EXPORTS_CONTAINER: exportsContainer
   ROLLUP_GRACE_HOURS: string(rollupGraceHours)
+  GATEWAY_LOG_WAIT_MINUTES: string(gatewayLogWaitMinutes)
   PTU_OUTPUT_WEIGHT: ptuOutputWeight
   ALERT_WEBHOOK_URL: alertWebhookUrl
 }
