@@ -29,6 +29,9 @@ region or agreement):
   execution time, where execution time = this machine's ``process_batch`` time for the batch + one
   Logs Ingestion call per 1 MB gzip body at ``--upload-seconds`` each (not measurable here).
 - **Storage**: one checkpoint write per batch (``batchCheckpointFrequency`` 1).
+- **Application Insights** (workspace-based, billed as Analytics ingestion): the Function's own
+  telemetry, ``--telemetry-bytes`` per execution (request, host traces, our summary line and the
+  Logs Ingestion dependency; an assumption, 31 days included, no retention charge).
 
 Free grants are not deducted (they are per subscription, not per workload). Then the same with
 each alternative the issue asks about (table plan, retention, batch size, empty columns not sent),
@@ -226,7 +229,13 @@ def measure(events: int, runs: int, batches: list[int]) -> Traffic:
 
 
 def cost_per_million(
-    s: Scenario, t: Traffic, price: dict[str, float], calls_per_month: float, upload_seconds: float
+    s: Scenario,
+    t: Traffic,
+    price: dict[str, float],
+    calls_per_month: float,
+    *,
+    upload_seconds: float,
+    telemetry_bytes: float,
 ) -> dict[str, float]:
     """USD per 1M calls by component for one scenario (fixed monthly costs spread over the volume)."""
     per_call = 1e6 / t.calls
@@ -262,6 +271,8 @@ def cost_per_million(
     gb_seconds = executions * batch_seconds * s.memory_mb / 1024
     out["Functions GB-s"] = gb_seconds * price["functions/flex-on-demand-execution-time"]
     out["Storage checkpoints"] = executions / 1e4 * price["storage/blob-hot-write-operations"]
+    telemetry_gb = executions * telemetry_bytes / 1e9
+    out["App Insights telemetry"] = telemetry_gb * price["log-analytics/analytics-ingestion"]
     return out
 
 
@@ -273,10 +284,14 @@ def main() -> None:
     parser.add_argument(
         "--upload-seconds", type=float, default=0.25, help="assumed latency of one Logs Ingestion call"
     )
+    parser.add_argument(
+        "--telemetry-bytes", type=float, default=5_000, help="assumed App Insights bytes per execution"
+    )
     parser.add_argument("--prices", type=Path, default=PRICES)
     args = parser.parse_args()
 
     price = load_prices(args.prices)
+    costs = {"upload_seconds": args.upload_seconds, "telemetry_bytes": args.telemetry_bytes}
     conf = deployed()
     base = Scenario(
         "as deployed",
@@ -342,7 +357,7 @@ def main() -> None:
     )
     print(f"  configuration as deployed         {conf}")
 
-    baseline = cost_per_million(base, t, price, args.calls_per_month, args.upload_seconds)
+    baseline = cost_per_million(base, t, price, args.calls_per_month, **costs)
     print(f"\n  per 1M calls at {args.calls_per_month:,.0f} calls/month, as deployed:")
     for name, usd in baseline.items():
         print(f"    {name:30s} {usd:10.4f} USD  {usd / spend_m:8.4%}")
@@ -352,7 +367,7 @@ def main() -> None:
 
     print("\n  share of the tracked spend by monthly volume (Event Hub TUs are a fixed cost):")
     for volume in (100_000, 1_000_000, 10_000_000, 100_000_000):
-        usd = sum(cost_per_million(base, t, price, volume, args.upload_seconds).values())
+        usd = sum(cost_per_million(base, t, price, volume, **costs).values())
         print(f"    {volume:>13,} calls/month   {usd:9.4f} USD per 1M calls   {usd / spend_m:8.4%}")
 
     print("\n  share by deployment (its rows' Log Analytics cost + the rest per call, vs its own spend):")
@@ -369,7 +384,7 @@ def main() -> None:
     print("\n  alternatives (per 1M calls, same traffic):")
     print(f"    {'scenario':30s} {'USD/1M':>9s} {'share':>8s}  {'gzip B/row':>10s}  KQL uses lost")
     for s in scenarios:
-        usd = sum(cost_per_million(s, t, price, args.calls_per_month, args.upload_seconds).values())
+        usd = sum(cost_per_million(s, t, price, args.calls_per_month, **costs).values())
         gz = t.gzip_bytes[s.drop_empty] / t.rows
         print(f"    {s.name:30s} {usd:9.4f} {usd / spend_m:8.4%}  {gz:10.1f}  {s.loses}")
     print(
