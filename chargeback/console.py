@@ -123,10 +123,31 @@ def print_statement(settings: Settings, publication: Any, console: Any) -> None:
             *(safe(row[name]) + (" %" if name == "BudgetUsedPct" and row[name] else "") for name in columns)
         )
     console.print(table)
+    print_stream_estimates(settings, publication.month, console)
     state = "published" if publication.created else "unchanged, already published"
     console.print(f"FOCUS CSV:   {safe(publication.focus)} ({state})")
     console.print(f"Summary CSV: {safe(publication.summary)}")
     console.print(f"Manifest:    {safe(publication.manifest)}")
+
+
+def print_stream_estimates(settings: Settings, month: str, console: Any) -> None:
+    """How much of the month's cost rests on streams whose APIM LLM log never arrived."""
+    from chargeback.wiring import stream_estimates
+
+    rows = stream_estimates(settings, month)
+    if not rows:
+        console.print("Streams: every unbuffered stream was charged from APIM's LLM log.")
+        return
+    console.print(
+        "Streams still on their estimate (APIM's LLM log never arrived: prompt charged, completion unknown):"
+    )
+    for row in rows:
+        cost = Decimal(str(row["TotalCost"] or 0)).quantize(Decimal("0.0001"))
+        console.print(
+            f"  {printable(str(row['SubscriptionId']))}: {row['Requests']} call(s), "
+            f"{cost} {printable(str(row['Currency'] or ''))} rests on estimates",
+            markup=False,
+        )
 
 
 def print_alerts(rows: Sequence[Any], console: Any) -> None:

@@ -152,6 +152,9 @@ class Generator:
     def __init__(self, month: str, seed: int) -> None:
         self.rng = random.Random(seed)
         self.start, self.end = month_bounds(month)
+        # What APIM's diagnostic setting logs for the streams (ApiManagementGatewayLlmLog / ...Logs).
+        self.llm_log: list[dict[str, Any]] = []
+        self.gateway_log: list[dict[str, Any]] = []
 
     def text(self, low: int, high: int) -> str:
         return " ".join(self.rng.choice(WORDS) for _ in range(self.rng.randint(low, high)))
@@ -248,8 +251,16 @@ class Generator:
         return body
 
     def streamed(self, body: dict[str, Any], deployment: DemoDeployment, roll: float) -> dict[str, Any]:
-        """Streams: usage from the final chunk, a recount from the bodies, or a cut body."""
+        """A stream as the shipped policy emits it: let through unread (APIM does not buffer it).
+
+        The event carries the request (for the prompt estimate) and ``responseCaptured: false``;
+        APIM's LLM log records the call's counts after the stream ends, and its gateway log the
+        subscription. One stream in thirty never gets a log row (a diagnostic-setting gap), so it
+        keeps its flagged estimate and the statement shows the cost resting on such estimates.
+        """
         body["stream"] = True
+        body["model"] = None  # the response (and its model) is never read
+        body["responseCaptured"] = False
         messages = [
             {
                 "role": "system",
@@ -258,17 +269,36 @@ class Generator:
             {"role": "user", "content": self.text(20, 120)},
         ]
         request = {"messages": messages, "stream": True, "temperature": 0.2}
-        pieces = [self.text(1, 4) + " " for _ in range(self.rng.randint(10, 80))]
-        if roll < 0.12:
-            usage = self.chat_usage(reasoning=False)
-            body["responseBody"] = self.sse(deployment.response_model, pieces, usage)
-        elif roll < 0.27:
-            body["requestBody"] = json.dumps(request, ensure_ascii=False)
-            body["responseBody"] = self.sse(deployment.response_model, pieces, None)
-        else:
-            body["requestBody"] = json.dumps(request, ensure_ascii=False)
-            body["responseBody"] = self.sse(deployment.response_model, pieces, None)[:400]
-            body["truncated"] = True
+        body["requestBody"] = json.dumps(request, ensure_ascii=False)
+        if self.rng.random() < 1 / 30:
+            return body
+        usage = self.chat_usage(reasoning=False)
+        logged = datetime.fromisoformat(body["timestamp"][:26] + "+00:00")
+        self.llm_log.append(
+            {
+                "TimeGenerated": logged,
+                "CorrelationId": body["requestId"],
+                "RequestId": "chatcmpl-" + body["requestId"][:8],
+                "OperationName": "ChatCompletions_Create",
+                "DeploymentName": deployment.name,
+                "ModelName": deployment.response_model,
+                "IsStreamCompletion": True,
+                "PromptTokens": usage["prompt_tokens"],
+                "CompletionTokens": usage["completion_tokens"],
+                "TotalTokens": usage["total_tokens"],
+                "SequenceNumber": 0,
+            }
+        )
+        self.gateway_log.append(
+            {
+                "TimeGenerated": logged,
+                "CorrelationId": body["requestId"],
+                "ApimSubscriptionId": body["subscriptionId"],
+                "ApiId": body["apiId"],
+                "ResponseCode": 200,
+                "IsRequestSuccess": True,
+            }
+        )
         return body
 
     def events(self, count: int) -> Iterator[bytes]:
@@ -339,8 +369,9 @@ def run(settings: Settings, console: Any, *, month: str | None, events: int, see
         deployments_path=settings.deployments_path or str(deployments),
     )
     path = workdir / f"events-{month}.jsonl"
+    generator = Generator(month, seed)
     with path.open("wb") as handle:
-        for body in Generator(month, seed).events(events):
+        for body in generator.events(events):
             handle.write(body + b"\n")
     console.print(f"[bold]Demo month {month}[/bold]: {path} ({path.stat().st_size / 1e6:.1f} MB)")
     summary = ingest_files([path], settings, batch_size=2000, progress=console.is_terminal)
@@ -351,6 +382,7 @@ def run(settings: Settings, console: Any, *, month: str | None, events: int, see
     store = wiring.build_writer(settings)
     if not isinstance(store, DuckDBStore):
         return 0
+    late_usage(settings, store, generator, month, console)
 
     # The daily budget timer, replayed over the month (06:00 UTC each day, then at the close):
     # forecast alerts fire early, actual ones when crossed, each only once.
@@ -366,3 +398,28 @@ def run(settings: Settings, console: Any, *, month: str | None, events: int, see
     print_alerts(raised, console)
     console.print(f"Store: {settings.chargeback_duckdb_path}   Dead-letters: {settings.deadletter_path}")
     return 0
+
+
+def late_usage(settings: Settings, store: Any, generator: Generator, month: str, console: Any) -> None:
+    """APIM's logs for the month's streams land in the store; the gateway_usage timer, replayed daily.
+
+    In Azure the timer runs every 5 minutes over the last GATEWAY_LOG_WAIT_MINUTES; here it runs
+    once per simulated day over that day (and a margin), which supersedes the same rows.
+    """
+    from chargeback.edges.gatewaylog import append_rows, create_gateway_tables
+
+    create_gateway_tables(store.connection)
+    append_rows(store.connection, "ApiManagementGatewayLlmLog", generator.llm_log)
+    append_rows(store.connection, "ApiManagementGatewayLogs", generator.gateway_log)
+    daily = dataclasses.replace(settings, gateway_log_wait_minutes=26 * 60)
+    start, end = month_bounds(month)
+    superseded = 0
+    day = start + timedelta(days=1)
+    while day <= end + timedelta(days=1):
+        result = wiring.gateway_usage(daily, day)
+        superseded += result.superseded if result is not None else 0
+        day += timedelta(days=1)
+    console.print(
+        f"Streams (not buffered by APIM): {superseded} charged from APIM's LLM log "
+        f"(UsageSource gateway-log, UsageRevision 1)"
+    )

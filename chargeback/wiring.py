@@ -434,3 +434,13 @@ def handle_gateway_usage(
     """Gateway-usage timer (every few minutes): streams get APIM's counts, as superseding rows."""
     settings = Settings.from_env(os.environ if environ is None else environ)
     return gateway_usage(settings, now or datetime.now(UTC))
+
+
+def stream_estimates(settings: Settings, month: str) -> list[dict[str, Any]]:
+    """The month's streams still on their estimate (APIM's LLM log never came): calls and cost."""
+    from chargeback.jobs.rollup import month_window
+
+    start, end = month_window(month)
+    return build_runner(settings).records(
+        "stream_estimates", {"MonthStart": start, "MonthEnd": end}, window=(start, end)
+    )
