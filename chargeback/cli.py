@@ -177,8 +177,8 @@ def print_reconciliation(run: Any, console: Any) -> None:
 
 def reconcile_month(settings: Settings, month: str, files: Sequence[Path]) -> Any:
     """Publish (or reuse) the month's statement, then reconcile it with the cost export files."""
-    from chargeback.jobs.exports import file_name
     from chargeback.jobs.reconcile import reconcile_files
+    from chargeback.jobs.statement import file_name
 
     publication = wiring.monthly_statement(settings, month)
     store = wiring.build_export_store(settings)

@@ -100,7 +100,7 @@ def print_statement(settings: Settings, publication: Any, console: Any) -> None:
 
     from rich.table import Table
 
-    from chargeback.jobs.exports import file_name
+    from chargeback.jobs.statement import file_name
 
     data = build_export_store(settings).read(file_name(publication.month, publication.version, "summary.csv"))
     rows = list(csv.DictReader(io.StringIO((data or b"").decode("utf-8"))))

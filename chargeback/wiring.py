@@ -33,9 +33,10 @@ if TYPE_CHECKING:
     from azure.storage.blob import BlobServiceClient
 
     from chargeback.edges.blob import BlobDeadLetterStore
+    from chargeback.edges.exportstore import ExportStore
     from chargeback.edges.loganalytics import LogAnalyticsWriter
     from chargeback.jobs.budgets import Budget, BudgetCheck
-    from chargeback.jobs.exports import ExportStore, Publication
+    from chargeback.jobs.exports import Publication
     from chargeback.jobs.gateway_usage import GatewayUsageResult
     from chargeback.jobs.replay import ReplaySource
     from chargeback.jobs.report import ReportRun
@@ -204,7 +205,7 @@ def build_runner(settings: Settings) -> KqlRunner:
 
 def build_export_store(settings: Settings) -> ExportStore:
     """The Blob container when EXPORTS_CONTAINER and storage are set, else the EXPORTS_PATH folder."""
-    from chargeback.jobs.exports import BlobExportStore, FolderExportStore
+    from chargeback.edges.exportstore import BlobExportStore, FolderExportStore
 
     if settings.exports_container and settings.uses_blob:
         return BlobExportStore(build_blob_service(settings).get_container_client(settings.exports_container))

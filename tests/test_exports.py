@@ -1,4 +1,4 @@
-"""FOCUS and finance summary exports: columns, invariants, determinism and versioning."""
+"""The statement job: publish a new version only when the data changed; the due month waits for grace."""
 
 from __future__ import annotations
 
@@ -6,21 +6,16 @@ import csv
 import io
 import json
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from chargeback.core.pricing import DeploymentMap
+from chargeback.edges.exportstore import FolderExportStore
 from chargeback.edges.kqlrun import LocalKqlRunner
 from chargeback.jobs.budgets import load_budgets
-from chargeback.jobs.exports import (
-    FOCUS_MANDATORY,
-    FolderExportStore,
-    build_statement,
-    due_month,
-    publish,
-)
+from chargeback.jobs.exports import close_due_month, due_month, publish
 from chargeback.jobs.rollup import run_rollup
+from chargeback.jobs.statement import build_statement
 from tests import monthdata
 
 SUMMARY_HEAD = (
@@ -43,82 +38,6 @@ def statement(store: Any) -> Any:
 def rows(data: bytes) -> list[dict[str, str]]:
     """CSV bytes as dictionaries."""
     return list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
-
-
-def test_focus_has_every_mandatory_column_filled(october_store: Any) -> None:
-    """All 21 FOCUS 1.2 mandatory columns are present, and the non-nullable ones are never empty."""
-    focus = rows(statement(october_store).focus)
-    assert focus
-    assert set(FOCUS_MANDATORY) <= set(focus[0])
-    for row in focus:
-        for column in set(FOCUS_MANDATORY) - NULLABLE:
-            assert row[column], column
-        assert all(name in FOCUS_MANDATORY or not name[0].islower() or name.startswith("x_") for name in row)
-
-
-def test_focus_costs_are_quantity_times_unit_price(october_store: Any) -> None:
-    """Billed = effective = list = contracted cost = PricingQuantity x ListUnitPrice to 6 decimals."""
-    for row in rows(statement(october_store).focus):
-        costs = {row["BilledCost"], row["EffectiveCost"], row["ListCost"], row["ContractedCost"]}
-        assert len(costs) == 1
-        if row["ListUnitPrice"]:
-            product = Decimal(row["PricingQuantity"]) * Decimal(row["ListUnitPrice"])
-            assert product.quantize(Decimal("0.000001")) == Decimal(row["BilledCost"])
-        else:
-            assert row["x_PricingStatus"] == "unpriced"
-            assert Decimal(row["BilledCost"]) == 0
-        assert (row["ChargePeriodStart"], row["ChargePeriodEnd"]) == (
-            "2026-10-01T00:00:00Z",
-            "2026-11-01T00:00:00Z",
-        )
-
-
-def test_focus_usage_rows_are_one_per_subscription_model_type_meter_and_price(october_store: Any) -> None:
-    """No two usage rows share subscription, model, deployment type, meter, status and price."""
-    usage = [r for r in rows(statement(october_store).focus) if r["x_Meter"] != "ptu-allocation"]
-    keys = [
-        (
-            r["SubAccountId"],
-            r["x_Model"],
-            r["x_DeploymentType"],
-            r["x_Meter"],
-            r["x_PricingStatus"],
-            r["ListUnitPrice"],
-        )
-        for r in usage
-    ]
-    assert len(keys) == len(set(keys))
-    assert {r["x_Meter"] for r in usage} == {"input", "cached-input", "output"}
-    for row in usage:
-        mix = sum(
-            int(row[f"x_Requests{name}"]) for name in ("Reported", "StreamUsage", "Recounted", "Estimated")
-        )
-        assert mix == int(row["x_Requests"])
-
-
-def test_ptu_allocation_is_in_both_csvs_and_sums_to_the_ptu_cost(october_store: Any) -> None:
-    """FOCUS allocation rows and the summary's AllocatedCost both add up to the 300.00 PTU cost."""
-    result = statement(october_store)
-    allocation = [r for r in rows(result.focus) if r["x_Meter"] == "ptu-allocation"]
-    assert sum(Decimal(r["BilledCost"]) for r in allocation) == Decimal("300")
-    assert sum(Decimal(r["AllocatedCost"]) for r in rows(result.summary)) == Decimal("300")
-
-
-def test_summary_columns_and_totals(october_store: Any) -> None:
-    """The summary starts with the finance columns, and its costs match the FOCUS rows to the cent."""
-    result = statement(october_store)
-    assert result.summary.decode().startswith(SUMMARY_HEAD + ",")
-    summary = {row["SubscriptionId"]: row for row in rows(result.summary)}
-    assert set(summary) == {"team-a", "team-b", "team-c", "team-z"}
-    focus = rows(result.focus)
-    for sub, row in summary.items():
-        billed = sum(Decimal(r["BilledCost"]) for r in focus if r["SubAccountId"] == sub)
-        charged = Decimal(row["TotalCost"]) + Decimal(row["AllocatedCost"])
-        assert abs(billed - charged) <= Decimal("0.01")
-        if row["Budget"]:
-            pct = (charged * 100 / Decimal(row["Budget"])).quantize(Decimal("0.01"))
-            assert Decimal(row["BudgetUsedPct"]) == pct
-    assert summary["team-z"]["Requests"] == "0"
 
 
 def test_rerun_with_unchanged_data_is_byte_identical(october_store: Any, tmp_path: Path) -> None:
@@ -165,3 +84,25 @@ def test_due_month_waits_for_the_grace_period() -> None:
     assert due_month(first, 48) == "2026-09"
     assert due_month(first + timedelta(days=2), 48) == "2026-10"
     assert due_month(first, 0) == "2026-10"
+
+
+def test_close_due_month_publishes_once_then_does_nothing(october_store: Any, tmp_path: Path) -> None:
+    """The monthly timer's job publishes the due month with its clock, then returns None while it stands."""
+    store = FolderExportStore(tmp_path / "exports")
+
+    def close(now: datetime) -> Any:
+        return close_due_month(
+            LocalKqlRunner(october_store.connection),
+            store,
+            now=now,
+            grace_hours=48,
+            budgets=load_budgets(october_store.config["budgets"]),
+            ptu_deployments=DeploymentMap.load(october_store.config["deployments"]).ptu_deployments(),
+        )
+
+    assert close(datetime(2026, 11, 2, tzinfo=UTC)).month == "2026-09"  # October still in its grace
+    published = close(datetime(2026, 11, 3, 2, 30, tzinfo=UTC))
+    assert (published.month, published.version, published.created) == ("2026-10", 1, True)
+    manifest = json.loads((tmp_path / "exports" / "chargeback-2026-10.manifest.json").read_text())
+    assert manifest["generatedAt"] == "2026-11-03T02:30:00Z"
+    assert close(datetime(2026, 11, 4, tzinfo=UTC)) is None

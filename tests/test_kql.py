@@ -128,8 +128,8 @@ def test_rollup_through_the_real_logs_query_client_against_the_local_server(octo
     from chargeback.core.pricing import DeploymentMap
     from chargeback.edges.azure_clients import LocalStandInCredential
     from chargeback.edges.kqlrun import LogAnalyticsKqlRunner
-    from chargeback.jobs.exports import build_statement
     from chargeback.jobs.rollup import run_rollup
+    from chargeback.jobs.statement import build_statement
     from chargeback_dev.localserver import LocalLogAnalytics
 
     local = run_rollup(LocalKqlRunner(october_store.connection), "2026-10")

@@ -14,8 +14,8 @@ import pytest
 
 from chargeback.cli import main
 from chargeback.edges.costexport import read_cost_export
+from chargeback.edges.exportstore import FolderExportStore
 from chargeback.errors import ConfigError
-from chargeback.jobs.exports import FolderExportStore
 from chargeback.jobs.reconcile import (
     Side,
     azure_lines,

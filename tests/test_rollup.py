@@ -154,7 +154,7 @@ class _AlwaysDeduplicate(LocalKqlRunner):
 
 def test_the_keyed_store_rollup_skips_the_dedupe_and_equals_the_deduplicated_one(october_store: Any) -> None:
     """On the store (RequestId primary key) the rollup runs without the dedupe; every line is the same."""
-    from chargeback.jobs.exports import build_statement
+    from chargeback.jobs.statement import build_statement
 
     runner = LocalKqlRunner(october_store.connection)
     assert runner.unique_request_ids()

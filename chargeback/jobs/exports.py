@@ -1,4 +1,4 @@
-"""Monthly statements: the FOCUS 1.2 CSV, the finance summary CSV and their manifest, versioned.
+"""The monthly statement job: roll up, render (``jobs.statement``) and publish a new version if changed.
 
 Files per month, in a local folder (EXPORTS_PATH) or a Blob container (EXPORTS_CONTAINER)::
 
@@ -12,22 +12,12 @@ a published file is never overwritten (local files are opened with ``x``, blobs 
 ``overwrite=False``). The manifest is written last: a version without a manifest is incomplete and
 is completed, or skipped, by the next run.
 
-FOCUS (FinOps Open Cost and Usage Specification) 1.2: every Mandatory column (BilledCost,
-BillingAccountId, BillingAccountName, BillingCurrency, BillingPeriodEnd, BillingPeriodStart,
-ChargeCategory, ChargeClass, ChargeDescription, ChargePeriodEnd, ChargePeriodStart, ContractedCost,
-EffectiveCost, InvoiceIssuerName, ListCost, PricingQuantity, PricingUnit, ProviderName,
-PublisherName, ServiceCategory, ServiceName), the conditional ones that apply, then ``x_`` columns.
-Usage rows: PricingUnit ``1M Tokens``, PricingQuantity = tokens / 1M, ListUnitPrice = the rate card
-price per 1M, and BilledCost = EffectiveCost = ListCost = ContractedCost = PricingQuantity x
-ListUnitPrice (exact; printed with 6 decimals, quantities with 12). PTU allocation rows: PricingUnit
-``Months``, ListUnitPrice = the deployment's monthly cost, PricingQuantity = allocated / monthly cost.
+The job is handed its edges (KQL runner, export store, budgets, PTU deployments) and its clock
+(``now``); ``chargeback.wiring`` builds them from the settings.
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
 import json
 import logging
 import re
@@ -35,508 +25,23 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
-from typing import Any, Protocol
 
 from chargeback.core.pricing import Deployment
-from chargeback.core.textsafe import csv_cell
-from chargeback.edges.kqlrun import KqlRunner, load_query
+from chargeback.edges.exportstore import ExportStore
+from chargeback.edges.kqlrun import KqlRunner
 from chargeback.jobs.budgets import Budget
-from chargeback.jobs.rollup import (
-    CENT,
-    DEFAULT_OUTPUT_WEIGHT,
-    MeterCharge,
-    PtuAllocation,
-    Rollup,
-    allocate_ptu,
-    meter_charges,
-    month_of,
-    month_window,
-    previous_month,
-    ptu_weighted_tokens,
-    rollup_ptu_lines,
-    run_rollup,
-    subscription_totals,
+from chargeback.jobs.rollup import DEFAULT_OUTPUT_WEIGHT, month_of, month_window, previous_month, run_rollup
+from chargeback.jobs.statement import (
+    MANIFEST,
+    Statement,
+    build_statement,
+    file_name,
+    payloads,
+    render_manifest,
+    sha256_hex,
 )
 
 log = logging.getLogger("chargeback.jobs.exports")
-
-FOCUS_VERSION = "1.2"
-BILLING_ACCOUNT_ID = "aoai-shared-service"
-BILLING_ACCOUNT_NAME = "Azure OpenAI shared service (APIM chargeback)"
-PROVIDER = "Microsoft"
-SERVICE_NAME = "Azure OpenAI"
-SERVICE_CATEGORY = "AI and Machine Learning"
-SERVICE_SUBCATEGORY = "Generative AI"
-TOKEN_UNIT = "1M Tokens"
-PTU_UNIT = "Months"
-METER_NAMES = {"input": "Input Tokens", "cached-input": "Cached Input Tokens", "output": "Output Tokens"}
-USAGE_SOURCES = ("reported", "stream-usage", "recounted", "estimated")
-
-FOCUS_MANDATORY = (
-    "BilledCost",
-    "BillingAccountId",
-    "BillingAccountName",
-    "BillingCurrency",
-    "BillingPeriodEnd",
-    "BillingPeriodStart",
-    "ChargeCategory",
-    "ChargeClass",
-    "ChargeDescription",
-    "ChargePeriodEnd",
-    "ChargePeriodStart",
-    "ContractedCost",
-    "EffectiveCost",
-    "InvoiceIssuerName",
-    "ListCost",
-    "PricingQuantity",
-    "PricingUnit",
-    "ProviderName",
-    "PublisherName",
-    "ServiceCategory",
-    "ServiceName",
-)
-FOCUS_OPTIONAL = (
-    "BillingAccountType",
-    "ChargeFrequency",
-    "ConsumedQuantity",
-    "ConsumedUnit",
-    "ContractedUnitPrice",
-    "ListUnitPrice",
-    "PricingCategory",
-    "PricingCurrency",
-    "ServiceSubcategory",
-    "SkuId",
-    "SkuMeter",
-    "SkuPriceId",
-    "SubAccountId",
-    "SubAccountName",
-    "SubAccountType",
-)
-FOCUS_EXTENSIONS = (
-    "x_Model",
-    "x_DeploymentType",
-    "x_Meter",
-    "x_PricingStatus",
-    "x_Requests",
-    "x_Tokens",
-    "x_CostCenter",
-    "x_Owner",
-    "x_RequestsReported",
-    "x_RequestsStreamUsage",
-    "x_RequestsRecounted",
-    "x_RequestsEstimated",
-    "x_PtuDeployment",
-    "x_AllocationWeightedTokens",
-    "x_AllocationTotalWeightedTokens",
-)
-FOCUS_COLUMNS = FOCUS_MANDATORY + FOCUS_OPTIONAL + FOCUS_EXTENSIONS
-
-SUMMARY_COLUMNS = (
-    "SubscriptionId",
-    "SubscriptionName",
-    "CostCenter",
-    "Owner",
-    "Requests",
-    "PromptTokens",
-    "CachedTokens",
-    "CompletionTokens",
-    "ReasoningTokens",
-    "TotalCost",
-    "AllocatedCost",
-    "Currency",
-    "Budget",
-    "BudgetUsedPct",
-    "ChargedCost",
-    "UnpricedRequests",
-    "CacheHitRequests",
-    "NotBillableRequests",
-    "PtuRequests",
-)
-
-KINDS = ("focus.csv", "summary.csv")
-MANIFEST = "manifest.json"
-_Q6 = Decimal("0.000001")
-_Q12 = Decimal("0.000000000001")
-
-
-def _fixed(value: Decimal | None, places: Decimal) -> str:
-    """Fixed decimals (never exponent notation); None is an empty cell."""
-    if value is None:
-        return ""
-    return f"{value.quantize(places):f}"
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _price_text(price: Decimal | None) -> str:
-    return f"{price.normalize():f}" if price is not None else ""
-
-
-@dataclass(frozen=True, slots=True)
-class Statement:
-    """A month's two CSVs, rendered, with what the manifest says about them."""
-
-    month: str
-    focus: bytes
-    summary: bytes
-    focus_rows: int
-    summary_rows: int
-    totals: dict[str, dict[str, str]]
-    rate_card_versions: tuple[str, ...]
-    source_query: str
-
-
-def _focus_common(cost: str, currency: str, budget: Budget | None, period: tuple[str, str]) -> dict[str, str]:
-    """The columns every FOCUS row shares; the four cost columns are one amount (list = billed)."""
-    return {
-        "BilledCost": cost,
-        "ContractedCost": cost,
-        "EffectiveCost": cost,
-        "ListCost": cost,
-        "BillingAccountId": BILLING_ACCOUNT_ID,
-        "BillingAccountName": BILLING_ACCOUNT_NAME,
-        "BillingAccountType": "Internal chargeback",
-        "BillingCurrency": currency,
-        "PricingCurrency": currency,
-        "BillingPeriodEnd": period[1],
-        "BillingPeriodStart": period[0],
-        "ChargePeriodEnd": period[1],
-        "ChargePeriodStart": period[0],
-        "ChargeCategory": "Usage",
-        "ChargeClass": "",
-        "InvoiceIssuerName": PROVIDER,
-        "ProviderName": PROVIDER,
-        "PublisherName": PROVIDER,
-        "ServiceCategory": SERVICE_CATEGORY,
-        "ServiceName": SERVICE_NAME,
-        "ServiceSubcategory": SERVICE_SUBCATEGORY,
-        "x_CostCenter": budget.cost_center if budget else "",
-        "x_Owner": budget.owner if budget else "",
-    }
-
-
-def _usage_row(
-    rollup: Rollup, charge: MeterCharge, budget: Budget | None, period: tuple[str, str]
-) -> dict[str, str]:
-    priced = charge.unit_price is not None
-    cost = _fixed(charge.cost, _Q6)
-    price = _fixed(charge.unit_price, _Q6)
-    meter = METER_NAMES[charge.meter]
-    if priced:
-        description = (
-            f"{charge.model} {charge.deployment_type} {meter.lower()} at "
-            f"{_price_text(charge.unit_price)} {charge.currency} per 1M tokens"
-        )
-    else:
-        description = (
-            f"{charge.model} {charge.deployment_type} {meter.lower()}: no price in the rate card (unpriced)"
-        )
-    sku = f"{charge.model}/{charge.deployment_type}"
-    return {
-        **_focus_common(cost, charge.currency, budget, period),
-        "ChargeDescription": description,
-        "PricingQuantity": _fixed(charge.quantity, _Q12),
-        "PricingUnit": TOKEN_UNIT,
-        "ChargeFrequency": "Usage-Based",
-        "ConsumedQuantity": str(charge.tokens),
-        "ConsumedUnit": "Tokens",
-        "ContractedUnitPrice": price,
-        "ListUnitPrice": price,
-        "PricingCategory": "Standard",
-        "SkuId": sku,
-        "SkuMeter": meter,
-        "SkuPriceId": f"{sku}/{charge.meter}/{_price_text(charge.unit_price)}" if charge.unit_price else "",
-        "SubAccountId": charge.subscription_id,
-        "SubAccountName": charge.subscription_name,
-        "SubAccountType": "APIM Subscription",
-        "x_Model": charge.model,
-        "x_DeploymentType": charge.deployment_type,
-        "x_Meter": charge.meter,
-        "x_PricingStatus": charge.pricing_status,
-        "x_Requests": str(charge.requests),
-        "x_Tokens": str(charge.tokens),
-        "x_RequestsReported": str(charge.usage_sources.get("reported", 0)),
-        "x_RequestsStreamUsage": str(charge.usage_sources.get("stream-usage", 0)),
-        "x_RequestsRecounted": str(charge.usage_sources.get("recounted", 0)),
-        "x_RequestsEstimated": str(charge.usage_sources.get("estimated", 0)),
-        "x_PtuDeployment": "",
-        "x_AllocationWeightedTokens": "",
-        "x_AllocationTotalWeightedTokens": "",
-    }
-
-
-def _allocation_row(
-    allocation: PtuAllocation, names: Mapping[str, str], budget: Budget | None, period: tuple[str, str]
-) -> dict[str, str]:
-    deployment = allocation.deployment
-    monthly = deployment.ptu_monthly_cost or Decimal(0)
-    quantity = allocation.amount / monthly if monthly else Decimal(0)
-    cost = _fixed(allocation.amount, _Q6)
-    who = (
-        "unallocated: no calls this month" if allocation.unallocated else "allocated by weighted token share"
-    )
-    sku = f"{deployment.model}/ptu"
-    return {
-        **_focus_common(cost, deployment.currency, budget, period),
-        "ChargeDescription": (
-            f"Provisioned throughput {deployment.deployment} ({deployment.model}), "
-            f"{_fixed(monthly, CENT)} {deployment.currency} per month, {who}"
-        ),
-        "PricingQuantity": _fixed(quantity, _Q12),
-        "PricingUnit": PTU_UNIT,
-        "ChargeFrequency": "Recurring",
-        "ConsumedQuantity": _fixed(allocation.weighted_tokens, Decimal(1)),
-        "ConsumedUnit": "Weighted Tokens",
-        "ContractedUnitPrice": _fixed(monthly, _Q6),
-        "ListUnitPrice": _fixed(monthly, _Q6),
-        "PricingCategory": "Committed",
-        "SkuId": sku,
-        "SkuMeter": "Provisioned Throughput",
-        "SkuPriceId": f"{sku}/{deployment.deployment.lower()}/{_fixed(monthly, CENT)}",
-        "SubAccountId": allocation.subscription_id,
-        "SubAccountName": names.get(allocation.subscription_id, ""),
-        "SubAccountType": "APIM Subscription" if allocation.subscription_id else "",
-        "x_Model": deployment.model,
-        "x_DeploymentType": "ptu",
-        "x_Meter": "ptu-allocation",
-        "x_PricingStatus": "ptu",
-        "x_Requests": "",
-        "x_Tokens": "",
-        "x_RequestsReported": "",
-        "x_RequestsStreamUsage": "",
-        "x_RequestsRecounted": "",
-        "x_RequestsEstimated": "",
-        "x_PtuDeployment": deployment.deployment,
-        "x_AllocationWeightedTokens": _fixed(allocation.weighted_tokens, Decimal(1)),
-        "x_AllocationTotalWeightedTokens": _fixed(allocation.total_weighted_tokens, Decimal(1)),
-    }
-
-
-def _csv(columns: Sequence[str], rows: Sequence[Mapping[str, str]]) -> bytes:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(columns)
-    for row in rows:
-        # OWASP CSV injection: a cell a spreadsheet would evaluate (=, +, -, @, ...) gets a quote.
-        writer.writerow([csv_cell(row[column]) for column in columns])
-    return buffer.getvalue().encode("utf-8")
-
-
-def build_statement(
-    rollup: Rollup,
-    budgets: Mapping[str, Budget],
-    ptu_deployments: Sequence[Deployment],
-    *,
-    output_weight: Decimal = DEFAULT_OUTPUT_WEIGHT,
-) -> Statement:
-    """Render the month's FOCUS and summary CSVs from the rollup (pure: same input, same bytes)."""
-    period = (_iso(rollup.start), _iso(rollup.end))
-    charges = meter_charges(rollup)
-    totals = subscription_totals(rollup, charges)
-    names = {sub: entry.subscription_name for (sub, _), entry in totals.items()}
-    allocations = allocate_ptu(ptu_deployments, ptu_weighted_tokens(rollup_ptu_lines(rollup), output_weight))
-
-    focus_rows: list[tuple[tuple[Any, ...], dict[str, str]]] = []
-    for charge in charges:
-        key = (charge.subscription_id, 0, charge.sort_key())
-        focus_rows.append((key, _usage_row(rollup, charge, budgets.get(charge.subscription_id), period)))
-    allocated: dict[tuple[str, str], Decimal] = {}
-    for allocation in allocations:
-        key = (allocation.subscription_id or "\uffff", 1, (allocation.deployment.deployment.lower(),))
-        focus_rows.append(
-            (key, _allocation_row(allocation, names, budgets.get(allocation.subscription_id), period))
-        )
-        if not allocation.unallocated:
-            slot = (allocation.subscription_id, allocation.deployment.currency)
-            allocated[slot] = allocated.get(slot, Decimal(0)) + allocation.amount
-    focus_rows.sort(key=lambda item: item[0])
-
-    summary_keys = set(totals) | set(allocated)
-    summary_keys |= {
-        (sub, budget.currency)
-        for sub, budget in budgets.items()
-        if not any(k[0] == sub for k in summary_keys)
-    }
-    summary_rows = []
-    grand: dict[str, dict[str, Decimal]] = {}
-    for sub, currency in sorted(summary_keys):
-        entry = totals.get((sub, currency))
-        budget = budgets.get(sub)
-        budget = budget if budget is not None and budget.currency == currency else None
-        token_cost = (entry.cost if entry else Decimal(0)).quantize(CENT)
-        share = allocated.get((sub, currency), Decimal(0)).quantize(CENT)
-        charged = token_cost + share
-        statuses = entry.statuses if entry else {}
-        summary_rows.append(
-            {
-                "SubscriptionId": sub,
-                "SubscriptionName": (entry.subscription_name if entry else "")
-                or (budget.subscription_name if budget else ""),
-                "CostCenter": budget.cost_center if budget else "",
-                "Owner": budget.owner if budget else "",
-                "Requests": str(entry.requests if entry else 0),
-                "PromptTokens": str(entry.prompt_tokens if entry else 0),
-                "CachedTokens": str(entry.cached_tokens if entry else 0),
-                "CompletionTokens": str(entry.completion_tokens if entry else 0),
-                "ReasoningTokens": str(entry.reasoning_tokens if entry else 0),
-                "TotalCost": _fixed(token_cost, CENT),
-                "AllocatedCost": _fixed(share, CENT),
-                "Currency": currency,
-                "Budget": _fixed(budget.monthly_budget, CENT) if budget else "",
-                "BudgetUsedPct": _fixed(charged * 100 / budget.monthly_budget, CENT) if budget else "",
-                "ChargedCost": _fixed(charged, CENT),
-                "UnpricedRequests": str(statuses.get("unpriced", 0)),
-                "CacheHitRequests": str(statuses.get("cache-hit", 0)),
-                "NotBillableRequests": str(statuses.get("not-billable", 0)),
-                "PtuRequests": str(statuses.get("ptu", 0)),
-            }
-        )
-        money = grand.setdefault(currency, {"TotalCost": Decimal(0), "AllocatedCost": Decimal(0)})
-        money["TotalCost"] += token_cost
-        money["AllocatedCost"] += share
-    billed: dict[str, Decimal] = {}
-    for _, row in focus_rows:
-        billed[row["BillingCurrency"]] = billed.get(row["BillingCurrency"], Decimal(0)) + Decimal(
-            row["BilledCost"]
-        )
-    summary_totals = {
-        currency: {
-            "focusBilledCost": _fixed(billed.get(currency, Decimal(0)), _Q6),
-            "summaryTotalCost": _fixed(grand.get(currency, {}).get("TotalCost", Decimal(0)), CENT),
-            "summaryAllocatedCost": _fixed(grand.get(currency, {}).get("AllocatedCost", Decimal(0)), CENT),
-        }
-        for currency in sorted(set(billed) | set(grand))
-    }
-    return Statement(
-        month=rollup.month,
-        focus=_csv(FOCUS_COLUMNS, [row for _, row in focus_rows]),
-        summary=_csv(SUMMARY_COLUMNS, summary_rows),
-        focus_rows=len(focus_rows),
-        summary_rows=len(summary_rows),
-        totals=summary_totals,
-        rate_card_versions=rollup.rate_card_versions,
-        source_query=rollup.query,
-    )
-
-
-# ------------------------------------------------------------------------------------------------
-# Where statements go
-
-
-class ExportStore(Protocol):
-    """A folder-like place for export files that never overwrites one."""
-
-    def names(self, prefix: str) -> set[str]:
-        """File names starting with ``prefix``."""
-        ...
-
-    def read(self, name: str) -> bytes | None:
-        """A file's bytes, or None when it does not exist."""
-        ...
-
-    def create(self, name: str, data: bytes) -> None:
-        """Write a new file; FileExistsError when the name is taken."""
-        ...
-
-    def location(self, name: str) -> str:
-        """Where a file is, for people (a path or a blob URL)."""
-        ...
-
-
-class FolderExportStore:
-    """A local folder (EXPORTS_PATH)."""
-
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-
-    def names(self, prefix: str) -> set[str]:
-        """File names in the folder starting with ``prefix``."""
-        if not self.path.is_dir():
-            return set()
-        return {entry.name for entry in self.path.iterdir() if entry.name.startswith(prefix)}
-
-    def read(self, name: str) -> bytes | None:
-        """A file's bytes, or None."""
-        try:
-            return (self.path / name).read_bytes()
-        except FileNotFoundError:
-            return None
-
-    def create(self, name: str, data: bytes) -> None:
-        """Create the file exclusively (``x`` mode), through a temporary file, so it is never half-written."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        target = self.path / name
-        if target.exists():
-            raise FileExistsError(str(target))
-        temporary = self.path / f".{name}.partial"
-        temporary.write_bytes(data)
-        try:
-            with target.open("xb") as handle:  # refuses to replace a published file
-                handle.write(temporary.read_bytes())
-        finally:
-            temporary.unlink(missing_ok=True)
-
-    def location(self, name: str) -> str:
-        """The file's path."""
-        return str(self.path / name)
-
-
-class BlobExportStore:
-    """A Blob container (EXPORTS_CONTAINER); uploads use ``overwrite=False``."""
-
-    def __init__(self, container: Any) -> None:
-        self.container = container
-
-    def names(self, prefix: str) -> set[str]:
-        """Blob names starting with ``prefix``."""
-        from azure.core.exceptions import ResourceNotFoundError
-
-        try:
-            return {blob.name for blob in self.container.list_blobs(name_starts_with=prefix)}
-        except ResourceNotFoundError:
-            return set()
-
-    def read(self, name: str) -> bytes | None:
-        """A blob's bytes, or None."""
-        from azure.core.exceptions import ResourceNotFoundError
-
-        try:
-            data: bytes = self.container.download_blob(name).readall()
-        except ResourceNotFoundError:
-            return None
-        return data
-
-    def create(self, name: str, data: bytes) -> None:
-        """Upload a new blob; an existing one is never replaced."""
-        from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-        from azure.storage.blob import ContentSettings
-
-        content_type = "application/json" if name.endswith(".json") else "text/csv; charset=utf-8"
-        settings = ContentSettings(content_type=content_type)
-        try:
-            self.container.upload_blob(name, data, overwrite=False, content_settings=settings)
-        except ResourceNotFoundError:
-            self.container.create_container()
-            self.container.upload_blob(name, data, overwrite=False, content_settings=settings)
-        except ResourceExistsError:
-            raise FileExistsError(name) from None
-
-    def location(self, name: str) -> str:
-        """The blob's URL."""
-        return f"{self.container.url}/{name}"
-
-
-# ------------------------------------------------------------------------------------------------
-# Versions
-
-
-def file_name(month: str, version: int, kind: str) -> str:
-    """``chargeback-2026-10.focus.csv`` for version 1, ``chargeback-2026-10.v2.focus.csv`` after."""
-    middle = "" if version == 1 else f".v{version}"
-    return f"chargeback-{month}{middle}.{kind}"
 
 
 def _versions(names: set[str], month: str) -> dict[int, set[str]]:
@@ -549,10 +54,6 @@ def _versions(names: set[str], month: str) -> dict[int, set[str]]:
         if match:
             found.setdefault(int(match[1] or 1), set()).add(match[2])
     return found
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -578,7 +79,7 @@ def published_version(store: ExportStore, month: str) -> int:
 def publish(store: ExportStore, statement: Statement, *, now: datetime | None = None) -> Publication:
     """Publish a statement: nothing when identical to the latest version, else the next version."""
     month = statement.month
-    payloads = {"focus.csv": statement.focus, "summary.csv": statement.summary}
+    data_by_kind = payloads(statement)
     versions = _versions(store.names(f"chargeback-{month}."), month)
     latest = max((v for v, kinds in versions.items() if MANIFEST in kinds), default=0)
 
@@ -595,47 +96,25 @@ def publish(store: ExportStore, statement: Statement, *, now: datetime | None = 
     if latest:
         manifest = json.loads(store.read(file_name(month, latest, MANIFEST)) or b"{}")
         files = manifest.get("files", {})
-        if all(files.get(kind, {}).get("sha256") == _sha256(data) for kind, data in payloads.items()):
+        if all(files.get(kind, {}).get("sha256") == sha256_hex(data) for kind, data in data_by_kind.items()):
             log.info("statement %s unchanged: version %d stands", month, latest)
             return pub(latest, False)
     version = latest + 1
     while True:  # a version left without manifest by a crashed run is reused when identical, else skipped
-        existing = {kind: store.read(file_name(month, version, kind)) for kind in payloads}
-        if all(data is None or data == payloads[kind] for kind, data in existing.items()):
+        existing = {kind: store.read(file_name(month, version, kind)) for kind in data_by_kind}
+        if all(data is None or data == data_by_kind[kind] for kind, data in existing.items()):
             break
         version += 1
-    for kind, data in payloads.items():
+    for kind, data in data_by_kind.items():
         if existing[kind] is None:
             store.create(file_name(month, version, kind), data)
-    rows = {"focus.csv": statement.focus_rows, "summary.csv": statement.summary_rows}
-    manifest = {
-        "month": month,
-        "version": version,
-        "supersedes": file_name(month, latest, MANIFEST) if latest else None,
-        "generatedAt": _iso(now or datetime.now(UTC)),
-        "focusVersion": FOCUS_VERSION,
-        "sourceQuery": f"chargeback/kql/{statement.source_query}.kql",
-        "sourceQuerySha256": _sha256(load_query(statement.source_query).encode("utf-8")),
-        "rateCardVersions": list(statement.rate_card_versions),
-        "files": {
-            kind: {
-                "name": file_name(month, version, kind),
-                "rows": rows[kind],
-                "bytes": len(data),
-                "sha256": _sha256(data),
-            }
-            for kind, data in payloads.items()
-        },
-        "totals": statement.totals,
-    }
-    body = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    body = render_manifest(statement, version, latest, now or datetime.now(UTC))
     store.create(file_name(month, version, MANIFEST), body)
     log.info("statement %s published as version %d", month, version)
     return pub(version, True)
 
 
 # ------------------------------------------------------------------------------------------------
-# The monthly job
 
 
 def due_month(now: datetime, grace_hours: int) -> str:
