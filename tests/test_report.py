@@ -15,9 +15,9 @@ import pytest
 
 from chargeback.cli import main
 from chargeback.core.pricing import DeploymentMap
+from chargeback.edges.exportstore import FolderExportStore
 from chargeback.edges.kqlrun import LocalKqlRunner
 from chargeback.jobs.budgets import load_budgets
-from chargeback.jobs.exports import FolderExportStore
 from chargeback.jobs.report import build_view, run_report, usage_source_costs
 from chargeback.jobs.rollup import run_rollup
 from tests import reportcheck

@@ -532,9 +532,10 @@ def run_report(
     ``chargeback-YYYY-MM.vN.report.html`` for version N) and replaced when its content changes
     (a reconciliation ran since, a new previous month was published).
     """
-    from chargeback.jobs.exports import build_statement, file_name, publish, published_version
+    from chargeback.jobs.exports import publish, published_version
     from chargeback.jobs.reconcile import load_lines, load_summary, put_view, view_name
     from chargeback.jobs.rollup import run_rollup
+    from chargeback.jobs.statement import build_statement, file_name
 
     now = now or datetime.now(UTC)
     rollup = run_rollup(runner, month)
