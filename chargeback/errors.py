@@ -1,11 +1,21 @@
 """The one exception tree of the pipeline, and the reason codes that name every failure.
 
-    ChargebackError                    base; carries a Reason
-    ├── RejectedEvent                  an event that can never be charged as sent (bad input)
-    ├── ConfigError                    a rate card, deployments map, budget file or setting is wrong
-    ├── SinkError                      a writer or dead-letter store could not take data
-    │   └── SinkUnavailable            ... and it is worth retrying later (throttled, down, timeout)
-    └── EnforcementError               a budget action (throttle, suspend, lift) failed at the gateway
+    ChargebackError                    base; carries a Reason                      (internal-error)
+    ├── RejectedEvent                  an event that can never be charged as sent  (its own reason:
+    │                                  invalid-json, missing-field, negative-tokens, ...)
+    ├── ConfigError                    a rate card, deployments map, budget file   (config-invalid)
+    │   │                              or setting is wrong
+    │   └── EncodingFileError          a shipped tiktoken encoding file is missing or corrupt
+    ├── QueryError                     a KQL query failed or came back incomplete  (query-failed)
+    ├── SinkError                      a writer or store could not take data       (write-failed)
+    │   └── SinkUnavailable            ... and it is worth retrying later          (sink-unavailable)
+    │                                  (throttled, down, timeout)
+    └── EnforcementError               a budget action (throttle, suspend, lift)   (enforcement-failed)
+                                       failed at the gateway
+
+Azure SDK and transport errors become SinkError or SinkUnavailable through one table,
+``chargeback.edges.azure_errors``. The CLI prints any ChargebackError as one line with its reason
+and exits 2.
 
 A bad event is normally a *value* (a ``Rejection`` built from a ``RejectedEvent``), never an
 exception that fails a batch: validators raise ``RejectedEvent`` and the pipeline turns it into a
@@ -101,6 +111,16 @@ class SinkUnavailable(SinkError):
     """A usage writer or dead-letter store could not take data now; retrying later may work."""
 
     reason = Reason.SINK_UNAVAILABLE
+
+
+class EncodingFileError(ConfigError):
+    """A shipped encoding file is missing, corrupt or not the one tiktoken expects."""
+
+
+class QueryError(ChargebackError):
+    """A KQL query failed or came back incomplete (partial result, row limit, bad syntax)."""
+
+    reason = Reason.QUERY_FAILED
 
 
 class EnforcementError(ChargebackError):

@@ -161,9 +161,9 @@ def build_replay_source(settings: Settings) -> ReplaySource:
     """The dead-letters to replay: DEADLETTER_CONTAINER when set, else the DEADLETTER_PATH folder."""
     if settings.deadletter_container:
         return build_blob_deadletter(settings)
-    from chargeback.jobs.replay import LocalReplayFolder
+    from chargeback.edges.deadletter import LocalDeadLetterStore
 
-    return LocalReplayFolder(settings.deadletter_path)
+    return LocalDeadLetterStore(settings.deadletter_path)
 
 
 def build_event_hub_producer(settings: Settings) -> EventHubProducerClient:

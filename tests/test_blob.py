@@ -10,9 +10,10 @@ import pytest
 from azure.storage.blob import BlobServiceClient, LinearRetry
 
 from chargeback.core.pipeline import Message, Source
-from chargeback.edges.blob import BlobDeadLetterStore, ledger_name, sink_error
+from chargeback.edges.blob import BlobDeadLetterStore
+from chargeback.edges.deadletter import ledger_name
 from chargeback.edges.sinks import DeadLetter
-from chargeback.errors import Reason, SinkError, SinkUnavailable
+from chargeback.errors import Reason, SinkUnavailable
 from chargeback.settings import Settings
 
 pytestmark = pytest.mark.azurite
@@ -120,16 +121,3 @@ def test_an_unreachable_account_is_sink_unavailable():
     store = BlobDeadLetterStore(service.get_container_client("deadletter"))
     with pytest.raises(SinkUnavailable):
         store.put([record()])
-
-
-def test_refusals_are_sink_errors_and_throttling_is_unavailable():
-    """An HTTP 403 maps to SinkError, a 503 or a timeout to SinkUnavailable."""
-    from azure.core.exceptions import HttpResponseError, ServiceResponseError
-
-    forbidden = HttpResponseError("forbidden")
-    forbidden.status_code = 403
-    busy = HttpResponseError("busy")
-    busy.status_code = 503
-    assert type(sink_error(forbidden, "x")) is SinkError
-    assert isinstance(sink_error(busy, "x"), SinkUnavailable)
-    assert isinstance(sink_error(ServiceResponseError("timed out"), "x"), SinkUnavailable)

@@ -98,3 +98,29 @@ def test_any_text_in_any_field_can_be_written_and_read_back(tmp_path: Path, host
     [back] = list(store.records())
     assert (back.detail, back.field, back.request_id, back.message.source.name) == (hostile,) * 4
     assert back.message.body == record.message.body
+
+
+def test_atomic_write_replaces_whole_and_leaves_no_temporary_file(tmp_path: Path):
+    """atomic_write creates the folders, writes the bytes whole and keeps no .tmp file beside them."""
+    from chargeback.edges.deadletter import atomic_write
+
+    target = tmp_path / "a" / "b" / "file.txt"
+    atomic_write(target, b"one\n")
+    atomic_write(target, b"two\n")
+    assert target.read_bytes() == b"two\n"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["file.txt"]
+
+
+def test_the_replay_ledger_round_trips_through_the_folder(tmp_path: Path):
+    """Marked ids are read back; marking the same ids again writes the same single ledger file."""
+    from chargeback.edges.deadletter import ledger_name
+
+    store = LocalDeadLetterStore(tmp_path / "dl")
+    assert store.replayed_ids() == set()
+    store.mark_replayed({"b", "a"})
+    store.mark_replayed({"a", "b"})
+    store.mark_replayed({"c"})
+    assert store.replayed_ids() == {"a", "b", "c"}
+    ledger = sorted(str(p.relative_to(tmp_path / "dl")) for p in (tmp_path / "dl" / "replayed").iterdir())
+    assert ledger == sorted([ledger_name({"a", "b"}), ledger_name({"c"})])
+    assert list(store.records()) == []

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from chargeback.core.pipeline import Message, Row, Source
+from chargeback.edges.deadletter import LocalDeadLetterStore
 from chargeback.edges.sinks import DeadLetter, WriteResult
 from chargeback.edges.store import DuckDBStore
 from chargeback.errors import ConfigError, Reason
 from chargeback.jobs.replay import (
     REPLAYABLE_REASONS,
-    LocalReplayFolder,
     event_hub_groups,
     parse_reasons,
     partition_key_for,
@@ -31,7 +31,7 @@ def dead(body: bytes, reason: Reason = Reason.SINK_UNAVAILABLE) -> DeadLetter:
     return DeadLetter(Message(body, Source("eventhub", "p", "seq=1")), reason, "was down", STAMP)
 
 
-def seed(folder: LocalReplayFolder, n: int, reason: Reason = Reason.SINK_UNAVAILABLE) -> list[DeadLetter]:
+def seed(folder: LocalDeadLetterStore, n: int, reason: Reason = Reason.SINK_UNAVAILABLE) -> list[DeadLetter]:
     records = [dead(to_body(make_event()), reason) for _ in range(n)]
     folder.put(records)
     return records
@@ -39,7 +39,7 @@ def seed(folder: LocalReplayFolder, n: int, reason: Reason = Reason.SINK_UNAVAIL
 
 def test_replay_charges_dead_letters_once_and_a_second_replay_does_nothing(pricer, tmp_path: Path):
     """Sink-unavailable records are written, marked replayed; replaying again sends nothing."""
-    folder, store = LocalReplayFolder(tmp_path / "dl"), DuckDBStore()
+    folder, store = LocalDeadLetterStore(tmp_path / "dl"), DuckDBStore()
     records = seed(folder, 5)
     first = replay_to_pipeline(folder, pricer=pricer, writer=store)
     assert (first.pending, first.replayed, first.still_failing) == (5, 5, 0)
@@ -52,7 +52,7 @@ def test_replay_charges_dead_letters_once_and_a_second_replay_does_nothing(price
 
 def test_replaying_a_record_already_charged_counts_a_duplicate_not_a_charge(pricer, tmp_path: Path):
     """A dead-letter whose row already reached the table is a duplicate: no second row, marked done."""
-    folder, store = LocalReplayFolder(tmp_path / "dl"), DuckDBStore()
+    folder, store = LocalDeadLetterStore(tmp_path / "dl"), DuckDBStore()
     event = make_event()
     folder.put([dead(to_body(event))])
     from chargeback.jobs.ingest import ingest_batch
@@ -73,7 +73,7 @@ class StillDown:
 
 def test_a_record_failing_again_the_same_way_stays_pending_without_copies(pricer, tmp_path: Path):
     """Same reason again: not marked, not written a second time; the next replay retries it."""
-    folder = LocalReplayFolder(tmp_path / "dl")
+    folder = LocalDeadLetterStore(tmp_path / "dl")
     [original] = seed(folder, 1)
     report = replay_to_pipeline(folder, pricer=pricer, writer=StillDown())
     assert (report.replayed, report.still_failing) == (0, 1)
@@ -84,7 +84,7 @@ def test_a_record_failing_again_the_same_way_stays_pending_without_copies(pricer
 
 def test_a_record_failing_with_a_new_reason_is_dead_lettered_anew(pricer, tmp_path: Path):
     """A new reason: a new record with it (pending), and the old record marked replayed."""
-    folder = LocalReplayFolder(tmp_path / "dl")
+    folder = LocalDeadLetterStore(tmp_path / "dl")
     [original] = seed(folder, 1, Reason.INTERNAL_ERROR)
 
     class Refusing:
@@ -104,7 +104,7 @@ def test_a_record_failing_with_a_new_reason_is_dead_lettered_anew(pricer, tmp_pa
 
 def test_contract_rejections_are_replayed_only_when_asked(pricer, tmp_path: Path):
     """invalid-json is not in the default reasons; --reason all (None) includes it."""
-    folder = LocalReplayFolder(tmp_path / "dl")
+    folder = LocalDeadLetterStore(tmp_path / "dl")
     folder.put([dead(b"{bad", Reason.INVALID_JSON)])
     seed(folder, 2)
     default = replay_to_pipeline(folder, pricer=pricer, writer=DuckDBStore(), dry_run=True)
@@ -115,7 +115,7 @@ def test_contract_rejections_are_replayed_only_when_asked(pricer, tmp_path: Path
 
 def test_a_dry_run_sends_and_marks_nothing(pricer, tmp_path: Path):
     """--dry-run counts pending records by reason and leaves the store as it was."""
-    folder, store = LocalReplayFolder(tmp_path / "dl"), DuckDBStore()
+    folder, store = LocalDeadLetterStore(tmp_path / "dl"), DuckDBStore()
     seed(folder, 3)
     report = replay_to_pipeline(folder, pricer=pricer, writer=store, dry_run=True)
     assert (report.pending, report.pending_reasons, store.count()) == (3, {"sink-unavailable": 3}, 0)
@@ -124,7 +124,7 @@ def test_a_dry_run_sends_and_marks_nothing(pricer, tmp_path: Path):
 
 def test_records_put_twice_are_replayed_once(pricer, tmp_path: Path):
     """The same record in two files (a retried trigger, in a batch of other records) is one pending record."""
-    folder, store = LocalReplayFolder(tmp_path / "dl"), DuckDBStore()
+    folder, store = LocalDeadLetterStore(tmp_path / "dl"), DuckDBStore()
     record, other = dead(to_body(make_event())), dead(to_body(make_event()))
     folder.put([record])
     again = DeadLetter(record.message, record.reason, record.detail, datetime(2026, 11, 2, tzinfo=UTC))
@@ -194,7 +194,7 @@ def test_cli_replay_from_folder_into_duckdb(tmp_path: Path, config_files, capsys
     """`chargeback replay --from-folder DIR --db FILE` replays and reports; a rerun replays nothing."""
     from chargeback.cli import main
 
-    folder = LocalReplayFolder(tmp_path / "dl")
+    folder = LocalDeadLetterStore(tmp_path / "dl")
     seed(folder, 4)
     card, deployments = config_files
     args = ["replay", "--from-folder", str(tmp_path / "dl"), "--db", str(tmp_path / "c.duckdb")]

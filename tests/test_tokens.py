@@ -23,7 +23,6 @@ from chargeback.core.tokens import (
     MAX_COUNT_CHARS,
     MAX_RUN,
     O200K_BASE,
-    EncodingFileError,
     TokenCount,
     count_texts,
     count_texts_bounded,
@@ -34,6 +33,7 @@ from chargeback.core.tokens import (
     is_reasoning_model,
     ranks_from_gzip,
 )
+from chargeback.errors import EncodingFileError
 
 ENCODINGS_DIR = Path(__file__).resolve().parent.parent / "chargeback" / "encodings"
 BLOB_URL = "https://openaipublic.blob.core.windows.net/encodings/{name}.tiktoken"

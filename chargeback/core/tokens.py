@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING
 
-from chargeback.errors import ConfigError
+from chargeback.errors import EncodingFileError
 
 if TYPE_CHECKING:
     from tiktoken import Encoding
@@ -101,10 +101,6 @@ _MODEL_PREFIXES: tuple[tuple[str, str], ...] = (
 )
 _REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5", "codex", "gpt-oss")
 _NON_REASONING_PREFIXES = ("gpt-5-chat",)
-
-
-class EncodingFileError(ConfigError):
-    """A shipped encoding file is missing, corrupt or not the one tiktoken expects."""
 
 
 def _normalise_model(model: str) -> str:

@@ -1,7 +1,7 @@
 """The Blob dead-letter store: one JSONL blob per put in DEADLETTER_CONTAINER, and replay markers.
 
     {container}/YYYY/MM/DD/deadletter-<digest>.jsonl           one put, one blob (DeadLetter.to_json lines)
-    {container}/replayed/<digest>.txt                          ids of records already replayed
+    {container}/replayed/<digest>.txt                          ids already replayed (ledger_name)
 
 Blob names come from ``deadletter.batch_name`` (a digest of every id, under the delivery's day),
 the same as the local folder's, so a repeated put of the same records overwrites the same blob
@@ -10,49 +10,28 @@ container is created on first use. In Azure the client signs with the Function's
 (built by ``chargeback.wiring``: STORAGE_BLOB_ENDPOINT, Storage Blob Data Contributor); Azurite is
 reached with STORAGE_CONNECTION_STRING.
 
-Errors become ``SinkUnavailable`` (no answer, timeouts, 408/429/5xx: worth retrying) or
-``SinkError`` (refused: auth, bad request); ``ingest_batch`` then raises so the trigger's retry
-policy holds the Event Hub checkpoint.
+Errors go through the one SDK-error table (``edges.azure_errors``): ``SinkUnavailable`` (no
+answer, timeouts, 408/429/5xx: worth retrying) or ``SinkError`` (refused: auth, bad request);
+``ingest_batch`` then raises so the trigger's retry policy holds the Event Hub checkpoint.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from collections.abc import Collection, Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from chargeback.edges.deadletter import batch_name
+from chargeback.edges.azure_errors import sink_error
+from chargeback.edges.deadletter import REPLAYED_PREFIX, batch_name, ledger_name
 from chargeback.edges.sinks import DeadLetter
-from chargeback.errors import SinkError, SinkUnavailable
 
 if TYPE_CHECKING:
     from azure.storage.blob import ContainerClient
 
 log = logging.getLogger("chargeback.edges.blob")
 
-REPLAYED_PREFIX = "replayed/"
 _RECORD_BLOB = re.compile(r"^\d{4}/\d{2}/\d{2}/deadletter-[^/]+\.jsonl$")
-_UNAVAILABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-
-
-def sink_error(exc: Exception, what: str) -> SinkError:
-    """An Azure SDK error as SinkUnavailable (retry later) or SinkError (refused)."""
-    from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
-
-    detail = f"{what}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
-    if isinstance(exc, (ServiceRequestError, ServiceResponseError, TimeoutError, ConnectionError)):
-        return SinkUnavailable(detail)
-    if isinstance(exc, HttpResponseError) and exc.status_code in _UNAVAILABLE_STATUSES:
-        return SinkUnavailable(detail)
-    return SinkError(detail)
-
-
-def ledger_name(ids: Collection[str]) -> str:
-    """Name of a replay ledger blob: a digest of its ids, so marking twice writes the same blob."""
-    digest = hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()[:32]
-    return f"{REPLAYED_PREFIX}{digest}.txt"
 
 
 class BlobDeadLetterStore:

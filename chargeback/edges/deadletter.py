@@ -1,11 +1,15 @@
 """The local dead-letter store: a folder of JSONL files, the embedded default.
 
-Each ``put`` writes one new file ``YYYY/MM/DD/deadletter-<hash>.jsonl`` atomically (temp file,
-fsync, rename), so a crash never leaves half a record. The name derives from the content only (a
+Each ``put`` writes one new file ``YYYY/MM/DD/deadletter-<hash>.jsonl`` atomically (``atomic_write``:
+temp file, fsync, rename), so a crash never leaves half a record. The name derives from the content only (a
 digest of the records' ids, which are digests of body and reason; the day is the earliest Event
 Hub enqueued time among them, else the day of the put), so a repeated put of the same records lands
 on the same name instead of doubling them, and the local store also finds a file of the same digest
 under another day: re-running ``chargeback ingest`` on a file writes nothing new.
+
+Replay keeps its ledger beside the records: ``replayed/<digest>.txt`` names the ids already
+replayed (``ledger_name``, the same name in a Blob container), written with the same
+``atomic_write``, so a second replay skips what the first did.
 """
 
 from __future__ import annotations
@@ -13,12 +17,39 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from chargeback.edges.azure_errors import sink_error
 from chargeback.edges.sinks import DeadLetter
-from chargeback.errors import SinkError, SinkUnavailable
+
+REPLAYED_PREFIX = "replayed/"
+
+
+def atomic_write(target: Path, data: bytes) -> None:
+    """Write a file whole or not at all: a temporary file beside it, fsync, then rename over the name.
+
+    Raises OSError (the temporary file is removed); a reader never sees a half-written file.
+    """
+    temp = target.with_name(f"{target.name}.tmp")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with temp.open("wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, target)
+    except OSError:
+        with contextlib.suppress(OSError):
+            temp.unlink(missing_ok=True)
+        raise
+
+
+def ledger_name(ids: Collection[str]) -> str:
+    """Name of a replay ledger file or blob: a digest of its ids, so marking twice writes the same one."""
+    digest = hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()[:32]
+    return f"{REPLAYED_PREFIX}{digest}.txt"
 
 
 def batch_digest(records: Sequence[DeadLetter]) -> str:
@@ -54,22 +85,11 @@ class LocalDeadLetterStore:
             return
         if self.root.exists() and any(self.root.glob(f"*/*/*/deadletter-{batch_digest(records)}.jsonl")):
             return  # the same records are already kept (a re-run, or a redelivery on another day)
-        target = self.root / batch_name(records)
-        temp = target.with_suffix(".jsonl.tmp")
+        data = "".join(record.to_json() + "\n" for record in records).encode("utf-8")
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with temp.open("w", encoding="utf-8") as handle:
-                for record in records:
-                    handle.write(record.to_json())
-                    handle.write("\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp, target)
+            atomic_write(self.root / batch_name(records), data)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                temp.unlink(missing_ok=True)
-            cls = SinkUnavailable if isinstance(exc, (TimeoutError, ConnectionError)) else SinkError
-            raise cls(f"dead-letter folder {self.root} refused {len(records)} records: {exc}") from exc
+            raise sink_error(exc, f"dead-letter folder {self.root} refused {len(records)} records") from exc
 
     def files(self) -> list[Path]:
         """Every dead-letter file, oldest first."""
@@ -82,3 +102,22 @@ class LocalDeadLetterStore:
                 for line in handle:
                     if line.strip():
                         yield DeadLetter.from_json(line)
+
+    def replayed_ids(self) -> set[str]:
+        """Ids of records already replayed (the ledger files under ``replayed/``)."""
+        ids: set[str] = set()
+        ledger = self.root / REPLAYED_PREFIX
+        if ledger.is_dir():
+            for path in ledger.glob("*.txt"):
+                ids.update(path.read_text(encoding="ascii").split())
+        return ids
+
+    def mark_replayed(self, ids: Collection[str]) -> None:
+        """Record that these ids were replayed (one ledger file), so a second replay skips them."""
+        if not ids:
+            return
+        data = "".join(f"{record_id}\n" for record_id in sorted(ids)).encode("ascii")
+        try:
+            atomic_write(self.root / ledger_name(ids), data)
+        except OSError as exc:
+            raise sink_error(exc, f"cannot write the replay ledger in {self.root}") from exc

@@ -42,7 +42,8 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from chargeback.errors import ChargebackError, ConfigError, Reason
+from chargeback.edges.azure_errors import classify, describe
+from chargeback.errors import ConfigError, QueryError, SinkUnavailable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -57,12 +58,6 @@ _PARAM = re.compile(
 _TYPES = frozenset({"datetime", "string", "bool", "long", "int", "real"})
 DEDUPLICATE = "Deduplicate"  # the runner-owned parameter: dedupe AOAIChargeback_CL on RequestId
 USAGE_TABLE_NAME = "AOAIChargeback_CL"
-
-
-class QueryError(ChargebackError):
-    """A KQL query failed or came back incomplete (partial result, row limit, bad syntax)."""
-
-    reason = Reason.QUERY_FAILED
 
 
 def query_root() -> Traversable:
@@ -310,13 +305,17 @@ class LogAnalyticsKqlRunner:
     def _table(
         self, query: str, *, window: tuple[datetime, datetime], name: str
     ) -> tuple[list[str], list[list[Any]]]:
-        from azure.core.exceptions import HttpResponseError
         from azure.monitor.query import LogsQueryStatus
 
         try:
             response = self.client.query_workspace(self.workspace_id, query, timespan=window, **self.options)
-        except HttpResponseError as exc:
-            raise QueryError(f"KQL query {name} failed on Log Analytics: {exc.message}") from exc
+        except Exception as exc:
+            kind = classify(exc)  # the one SDK-error table
+            if kind is None:
+                raise
+            retry = "; worth retrying later" if kind is SinkUnavailable else ""
+            message = getattr(exc, "message", None) or describe(exc)
+            raise QueryError(f"KQL query {name} failed on Log Analytics: {message}{retry}") from exc
         if response.status != LogsQueryStatus.SUCCESS:
             error = getattr(response, "partial_error", None)
             raise QueryError(

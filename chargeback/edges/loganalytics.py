@@ -45,9 +45,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from chargeback.core.pipeline import Row
+from chargeback.edges.azure_errors import classify
 from chargeback.edges.endpoints import is_local_endpoint
 from chargeback.edges.sinks import FailedRow, WriteResult, row_for_json
-from chargeback.errors import ConfigError, Reason
+from chargeback.errors import ConfigError, Reason, SinkUnavailable
 
 if TYPE_CHECKING:
     from azure.monitor.ingestion import LogsIngestionClient
@@ -58,7 +59,6 @@ MAX_BODY_BYTES = 1_000_000  # "1 MB per call"; the decimal reading keeps us unde
 # The service also refuses a body that inflates past 50 MiB (seen with very repetitive rows); usage
 # rows compress about 10:1, so this cap only matters for pathological batches, and keeps a margin.
 MAX_UNCOMPRESSED_BYTES = 40 * 1024 * 1024
-RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 _GZIP_OVERHEAD = 64  # header, trailer, closing bracket and final deflate block, generously
 
 
@@ -294,7 +294,7 @@ class LogAnalyticsWriter:
 
     def _send(self, body: bytes, started: float) -> _Outcome:
         """One chunk with bounded retries; never raises."""
-        from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
+        from azure.core.exceptions import HttpResponseError
 
         last = "no attempt"
         for attempt in range(1, self.max_attempts + 1):
@@ -311,26 +311,27 @@ class LogAnalyticsWriter:
                     enforce_https=self.enforce_https,
                 )
                 return _OK
-            except HttpResponseError as exc:
-                status = exc.status_code
-                response = getattr(exc, "response", None)
+            except Exception as exc:
+                kind = classify(exc)  # the one SDK-error table: retry only what is unavailable
+                if kind is None:
+                    log.exception("log analytics: unexpected error uploading %d bytes", len(body))
+                    return _Outcome(False, Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {_short(exc)}")
+                status = getattr(exc, "status_code", None)
                 if status == 413:
                     return _Outcome(False, too_large=True)
-                if status is not None and status not in RETRYABLE_STATUSES:
+                if kind is not SinkUnavailable:
+                    reason = getattr(exc, "reason", None) or "refused"
                     return _Outcome(
-                        False,
-                        Reason.WRITE_FAILED,
-                        f"HTTP {status}: {exc.reason or 'refused'}",
-                        row_fault=status == 400,
+                        False, Reason.WRITE_FAILED, f"HTTP {status}: {reason}", row_fault=status == 400
                     )
-                last = f"HTTP {status}" if status is not None else f"{type(exc).__name__}: {exc.message}"
-                headers = getattr(response, "headers", None)
-                wait = retry_after_seconds(headers) if headers is not None else None
-            except (ServiceRequestError, ServiceResponseError) as exc:
-                last = f"{type(exc).__name__}: no answer ({_short(exc)})"
-            except Exception as exc:
-                log.exception("log analytics: unexpected error uploading %d bytes", len(body))
-                return _Outcome(False, Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {_short(exc)}")
+                if status is not None:
+                    last = f"HTTP {status}"
+                    headers = getattr(getattr(exc, "response", None), "headers", None)
+                    wait = retry_after_seconds(headers) if headers is not None else None
+                elif isinstance(exc, HttpResponseError):
+                    last = f"{type(exc).__name__}: {exc.message}"
+                else:
+                    last = f"{type(exc).__name__}: no answer ({_short(exc)})"
             if attempt == self.max_attempts:
                 break
             if wait is None:

@@ -8,7 +8,8 @@
         └── --to eventhub: EventHubProducerClient, partition key = the event's subscriptionId
                 sent ───────────────────────────► ledger: replayed
 
-The ledger (``replayed/<digest>.txt`` in the folder or container) is written after each batch, so
+The ledger (``replayed/<digest>.txt`` in the folder or container, kept by the dead-letter store
+itself: ``LocalDeadLetterStore`` or ``BlobDeadLetterStore``) is written after each batch, so
 a second replay skips what the first did, and an interrupted replay redoes at most one batch. A
 redone batch is safe to the charge: the DuckDB store refuses a second row per RequestId, and Log
 Analytics queries dedupe on RequestId.
@@ -20,20 +21,16 @@ way again unless the pipeline changed, so they are replayed only when asked for 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from chargeback.core.pipeline import Message, Source
 from chargeback.core.pricing import Pricer
-from chargeback.edges.deadletter import LocalDeadLetterStore
 from chargeback.edges.sinks import DeadLetter, DeadLetterStore, UsageWriter
 from chargeback.errors import ConfigError, Reason
 from chargeback.jobs.ingest import IngestSummary, ingest_batch
@@ -60,49 +57,6 @@ class ReplaySource(Protocol):
     def replayed_ids(self) -> set[str]: ...
 
     def mark_replayed(self, ids: Collection[str]) -> None: ...
-
-
-def _ledger_digest(ids: Collection[str]) -> str:
-    return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()[:32]
-
-
-class LocalReplayFolder:
-    """The local dead-letter folder as a ReplaySource; the ledger is ``<folder>/replayed/*.txt``."""
-
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-        self.store = LocalDeadLetterStore(self.root)
-
-    def put(self, records: Sequence[DeadLetter]) -> None:
-        """Dead-letter records into the folder."""
-        self.store.put(records)
-
-    def records(self) -> Iterator[DeadLetter]:
-        """Every record in the folder, oldest file first."""
-        return self.store.records()
-
-    def replayed_ids(self) -> set[str]:
-        """Ids in the folder's replay ledger."""
-        ids: set[str] = set()
-        ledger = self.root / "replayed"
-        if ledger.is_dir():
-            for path in ledger.glob("*.txt"):
-                ids.update(path.read_text(encoding="ascii").split())
-        return ids
-
-    def mark_replayed(self, ids: Collection[str]) -> None:
-        """Write one ledger file (temp file, fsync, rename) naming these ids."""
-        if not ids:
-            return
-        ledger = self.root / "replayed"
-        ledger.mkdir(parents=True, exist_ok=True)
-        target = ledger / f"{_ledger_digest(ids)}.txt"
-        temp = target.with_suffix(".tmp")
-        with temp.open("w", encoding="ascii") as handle:
-            handle.write("".join(f"{record_id}\n" for record_id in sorted(ids)))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, target)
 
 
 @dataclass(slots=True)
