@@ -49,19 +49,28 @@ prices some models by version, not by date. Deployment types are DESIGN's names 
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import re
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
+from chargeback.core.config import (
+    ConfigErrors,
+    check_header,
+    config_records,
+    declared_version,
+    decode_config,
+    parse_currency,
+    parse_decimal,
+    read_config_bytes,
+)
 from chargeback.core.schema import Event
 from chargeback.core.usage import Usage
 from chargeback.errors import ConfigError
@@ -177,14 +186,11 @@ DEPLOYMENT_COLUMNS = ("deployment", "model", "deployment_type")
 DEPLOYMENT_OPTIONAL_COLUMNS = ("ptu_monthly_cost", "currency")
 
 ZERO = Decimal(0)
-_MAX_REPORTED_ERRORS = 20
 _MAX_RESOLVED = 10_000
-_VERSION_COMMENT = re.compile(r"#\s*version\s*:\s*(\S.*?)\s*$", re.IGNORECASE)
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _DATETIME_WITH_OFFSET = re.compile(
     r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})", re.IGNORECASE
 )
-_CURRENCY = re.compile(r"[A-Z]{3}")
 _IMAGES_METER = re.compile(r"images(?::(?P<quality>[a-z0-9*-]+)(?::(?P<size>[0-9x*]+|\*))?)?")
 # Model versions Azure reports as a suffix: a date (gpt-4o-2024-08-06) or the legacy MMDD form
 # (gpt-35-turbo-0125, gpt-4-0613).
@@ -347,98 +353,6 @@ class _Series:
         return self.rates[index] if index >= 0 else None
 
 
-class _Errors:
-    """Collects every problem of a file so that one ConfigError lists them all, with line numbers."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.messages: list[str] = []
-
-    def add(self, line: int, message: str) -> None:
-        self.messages.append(f"line {line}: {message}")
-
-    def raise_if_any(self) -> None:
-        if not self.messages:
-            return
-        shown = self.messages[:_MAX_REPORTED_ERRORS]
-        more = len(self.messages) - len(shown)
-        tail = f"\n  ... and {more} more" if more else ""
-        raise ConfigError(f"{self.source}: {len(self.messages)} error(s)\n  " + "\n  ".join(shown) + tail)
-
-
-def _read_bytes(path: Path | str, what: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{what} {path}: cannot read ({exc.strerror or exc})") from None
-
-
-def _decode(data: bytes, source: str) -> str:
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{source}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
-
-
-def _records(text: str) -> Iterator[tuple[int, list[str]]]:
-    """Non-blank, non-comment CSV records with their 1-based line numbers (one record per line)."""
-    for number, line in enumerate(text.splitlines(), start=1):
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        yield number, [cell.strip() for cell in next(csv.reader([line]))]
-
-
-def _declared_version(text: str) -> str:
-    """The ``# version: <name>`` comment before the first record, or ""."""
-    for line in text.splitlines():
-        stripped = line.strip()
-        if stripped and not stripped.startswith("#"):
-            break
-        match = _VERSION_COMMENT.match(stripped)
-        if match:
-            return match[1]
-    return ""
-
-
-def _check_header(
-    line: int, header: list[str], required: Sequence[str], optional: Sequence[str], errors: _Errors
-) -> bool:
-    """True when the header has every required column, no unknown, blank or repeated one."""
-    ok = True
-    for position, name in enumerate(header, start=1):
-        if not name:
-            errors.add(line, f"column {position} of the header is blank")
-            ok = False
-        elif name not in required and name not in optional:
-            errors.add(line, f"unknown column {name!r}; expected {', '.join(required)}")
-            ok = False
-    for name, count in Counter(header).items():
-        if name and count > 1:
-            errors.add(line, f"column {name!r} appears {count} times")
-            ok = False
-    missing = [name for name in required if name not in header]
-    if missing:
-        errors.add(line, f"missing column(s) {', '.join(missing)}")
-        ok = False
-    return ok
-
-
-def _decimal(raw: str, column: str, line: int, errors: _Errors) -> Decimal | None:
-    try:
-        value = Decimal(raw)
-    except InvalidOperation:
-        errors.add(line, f"{column} {raw!r} is not a decimal number")
-        return None
-    if not value.is_finite():
-        errors.add(line, f"{column} {raw!r} is not a finite number")
-        return None
-    if value < 0:
-        errors.add(line, f"{column} {raw} is negative")
-        return None
-    return value
-
-
 def parse_effective_from(raw: str) -> datetime:
     """``YYYY-MM-DD`` (00:00 UTC) or an ISO datetime with a UTC offset, as an aware UTC datetime."""
     try:
@@ -459,7 +373,7 @@ def deployment_type_of(raw: str) -> str | None:
     return AZURE_SKUS.get(value)
 
 
-def _deployment_type(raw: str, line: int, errors: _Errors) -> str | None:
+def _deployment_type(raw: str, line: int, errors: ConfigErrors) -> str | None:
     value = deployment_type_of(raw)
     if value is not None:
         return value
@@ -468,16 +382,6 @@ def _deployment_type(raw: str, line: int, errors: _Errors) -> str | None:
         f"deployment_type {raw!r} is not one of {', '.join(DEPLOYMENT_TYPES)} "
         "(or an Azure SKU name such as GlobalStandard)",
     )
-    return None
-
-
-def _currency(raw: str, line: int, errors: _Errors, *, default: str | None = None) -> str | None:
-    if not raw and default is not None:
-        return default
-    value = raw.upper()
-    if _CURRENCY.fullmatch(value):
-        return value
-    errors.add(line, f"currency {raw!r} is not a three-letter ISO 4217 code")
     return None
 
 
@@ -499,16 +403,16 @@ class RateCard:
     @classmethod
     def load(cls, path: Path | str) -> RateCard:
         """Read and validate a rate card CSV (v1 or v2); ConfigError lists every faulty line."""
-        return cls.parse(_read_bytes(path, "rate card"), source=str(path))
+        return cls.parse(read_config_bytes(path, "rate card"), source=str(path))
 
     @classmethod
     def parse(cls, data: bytes, source: str = "<rate card>") -> RateCard:
         """Validate rate card bytes (see the module docstring for the rules)."""
-        text = _decode(data, source)
+        text = decode_config(data, source)
         digest = hashlib.sha256(data).hexdigest()[:8]
-        declared = _declared_version(text)
+        declared = declared_version(text)
         version = f"{declared}+{digest}" if declared else f"sha256:{digest}"
-        errors = _Errors(source)
+        errors = ConfigErrors(source)
         rows, shape = _parse_rate_rows(text, errors)
         errors.raise_if_any()
         if not rows:
@@ -569,8 +473,8 @@ class RateCard:
 _BLANK_CACHED = _Rate(Decimal(-1), 0, "")
 
 
-def _parse_rate_rows(text: str, errors: _Errors) -> tuple[list[RateCardRow], str]:
-    records = _records(text)
+def _parse_rate_rows(text: str, errors: ConfigErrors) -> tuple[list[RateCardRow], str]:
+    records = config_records(text)
     first = next(records, None)
     if first is None:
         raise ConfigError(
@@ -580,7 +484,7 @@ def _parse_rate_rows(text: str, errors: _Errors) -> tuple[list[RateCardRow], str
     header_line, header = first
     shape = "v2" if "meter" in header else "v1"
     columns = RATE_CARD_V2_COLUMNS if shape == "v2" else RATE_CARD_COLUMNS
-    if not _check_header(header_line, header, columns, (), errors):
+    if not check_header(header_line, header, columns, (), errors):
         return [], shape
     parse = _parse_v2_row if shape == "v2" else _parse_v1_row
     rows: list[RateCardRow] = []
@@ -618,7 +522,7 @@ def _parse_rate_rows(text: str, errors: _Errors) -> tuple[list[RateCardRow], str
 
 
 def _common(
-    line: int, values: dict[str, str], errors: _Errors
+    line: int, values: dict[str, str], errors: ConfigErrors
 ) -> tuple[str, str | None, datetime | None, str | None]:
     model = values["model"].lower()
     if not model:
@@ -629,11 +533,11 @@ def _common(
         effective_from = parse_effective_from(values["effective_from"])
     except ValueError as exc:
         errors.add(line, f"effective_from {exc}")
-    currency = _currency(values["currency"], line, errors)
+    currency = parse_currency(values["currency"], line, errors)
     return model, deployment_type, effective_from, currency
 
 
-def _parse_v2_row(line: int, values: dict[str, str], errors: _Errors) -> list[RateCardRow]:
+def _parse_v2_row(line: int, values: dict[str, str], errors: ConfigErrors) -> list[RateCardRow]:
     before = len(errors.messages)
     model, deployment_type, effective_from, currency = _common(line, values, errors)
     meter = _meter(values["meter"], line, errors)
@@ -648,7 +552,7 @@ def _parse_v2_row(line: int, values: dict[str, str], errors: _Errors) -> list[Ra
     raw = values["price"]
     price: Decimal | None = None
     if raw:
-        price = _decimal(raw, "price", line, errors)
+        price = parse_decimal(raw, "price", line, errors)
     elif meter is not None and meter not in CACHED_OF:
         errors.add(line, "price is blank (only a cached meter may leave it blank: the input price)")
     if len(errors.messages) != before or deployment_type is None or effective_from is None:
@@ -665,7 +569,7 @@ def _meter_base(meter: str) -> str:
     return "images" if meter.startswith("images:") else meter
 
 
-def _meter(raw: str, line: int, errors: _Errors) -> str | None:
+def _meter(raw: str, line: int, errors: ConfigErrors) -> str | None:
     value = raw.strip().lower()
     if value in METER_KINDS:
         return value
@@ -676,7 +580,7 @@ def _meter(raw: str, line: int, errors: _Errors) -> str | None:
     return None
 
 
-def _parse_v1_row(line: int, values: dict[str, str], errors: _Errors) -> list[RateCardRow]:
+def _parse_v1_row(line: int, values: dict[str, str], errors: ConfigErrors) -> list[RateCardRow]:
     before = len(errors.messages)
     model, deployment_type, effective_from, currency = _common(line, values, errors)
     prices = _row_prices(line, model, values, errors)
@@ -692,7 +596,7 @@ def _parse_v1_row(line: int, values: dict[str, str], errors: _Errors) -> list[Ra
 
 
 def _row_prices(
-    line: int, model: str, values: dict[str, str], errors: _Errors
+    line: int, model: str, values: dict[str, str], errors: ConfigErrors
 ) -> tuple[Decimal, Decimal, Decimal] | None:
     raw_input, raw_cached, raw_output = (
         values["input_per_1m"],
@@ -702,10 +606,12 @@ def _row_prices(
     if not raw_input:
         errors.add(line, "input_per_1m is blank")
         return None
-    input_price = _decimal(raw_input, "input_per_1m", line, errors)
-    cached_price = _decimal(raw_cached, "cached_input_per_1m", line, errors) if raw_cached else input_price
+    input_price = parse_decimal(raw_input, "input_per_1m", line, errors)
+    cached_price = (
+        parse_decimal(raw_cached, "cached_input_per_1m", line, errors) if raw_cached else input_price
+    )
     if raw_output:
-        output_price = _decimal(raw_output, "output_per_1m", line, errors)
+        output_price = parse_decimal(raw_output, "output_per_1m", line, errors)
     elif is_embedding_model(model):
         output_price = ZERO
     else:
@@ -740,13 +646,13 @@ class DeploymentMap:
     @classmethod
     def load(cls, path: Path | str) -> DeploymentMap:
         """Read and validate a deployments CSV; ConfigError lists every faulty line."""
-        return cls.parse(_read_bytes(path, "deployments map"), source=str(path))
+        return cls.parse(read_config_bytes(path, "deployments map"), source=str(path))
 
     @classmethod
     def parse(cls, data: bytes, source: str = "<deployments>") -> DeploymentMap:
         """Validate deployments-map bytes (``deployment,model,deployment_type`` + optional PTU columns)."""
-        errors = _Errors(source)
-        deployments = _parse_deployments(_decode(data, source), errors)
+        errors = ConfigErrors(source)
+        deployments = _parse_deployments(decode_config(data, source), errors)
         errors.raise_if_any()
         return cls(deployments, source)
 
@@ -762,13 +668,13 @@ class DeploymentMap:
         return len(self.deployments)
 
 
-def _parse_deployments(text: str, errors: _Errors) -> list[Deployment]:
-    records = _records(text)
+def _parse_deployments(text: str, errors: ConfigErrors) -> list[Deployment]:
+    records = config_records(text)
     first = next(records, None)
     if first is None:
         return []  # an empty map is valid: every deployment is then priced by its event's model
     header_line, header = first
-    if not _check_header(header_line, header, DEPLOYMENT_COLUMNS, DEPLOYMENT_OPTIONAL_COLUMNS, errors):
+    if not check_header(header_line, header, DEPLOYMENT_COLUMNS, DEPLOYMENT_OPTIONAL_COLUMNS, errors):
         return []
     deployments: list[Deployment] = []
     seen: dict[str, int] = {}
@@ -785,7 +691,9 @@ def _parse_deployments(text: str, errors: _Errors) -> list[Deployment]:
     return deployments
 
 
-def _parse_deployment(line: int, cells: list[str], header: list[str], errors: _Errors) -> Deployment | None:
+def _parse_deployment(
+    line: int, cells: list[str], header: list[str], errors: ConfigErrors
+) -> Deployment | None:
     if len(cells) != len(header):
         errors.add(line, f"{len(cells)} fields; the header has {len(header)}")
         return None
@@ -799,8 +707,8 @@ def _parse_deployment(line: int, cells: list[str], header: list[str], errors: _E
     model, version = split_model(values["model"])
     deployment_type = _deployment_type(values["deployment_type"], line, errors)
     raw_cost = values.get("ptu_monthly_cost", "")
-    cost = _decimal(raw_cost, "ptu_monthly_cost", line, errors) if raw_cost else None
-    currency = _currency(values.get("currency", ""), line, errors, default=DEFAULT_CURRENCY)
+    cost = parse_decimal(raw_cost, "ptu_monthly_cost", line, errors) if raw_cost else None
+    currency = parse_currency(values.get("currency", ""), line, errors, default=DEFAULT_CURRENCY)
     if deployment_type == DeploymentType.PTU and not raw_cost:
         errors.add(line, f"ptu deployment {name!r} needs ptu_monthly_cost for the monthly allocation")
     if deployment_type not in (None, DeploymentType.PTU) and raw_cost:

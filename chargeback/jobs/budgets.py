@@ -23,18 +23,23 @@ Alerts, each identified by ``YYYY-MM/subscription/kind/threshold`` so that it fi
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 
+from chargeback.core.config import (
+    ConfigErrors,
+    decode_config,
+    parse_currency,
+    parse_decimal,
+    read_config_bytes,
+    read_table,
+)
 from chargeback.core.pricing import Deployment
 from chargeback.edges.kqlrun import KqlRunner
-from chargeback.errors import ConfigError
 from chargeback.jobs.rollup import (
     CENT,
     DEFAULT_OUTPUT_WEIGHT,
@@ -68,67 +73,41 @@ class Budget:
     subscription_name: str = ""
 
 
-def _thresholds(raw: str, line: int, errors: list[str]) -> tuple[Decimal, ...]:
+def _thresholds(raw: str, line: int, errors: ConfigErrors) -> tuple[Decimal, ...]:
     if not raw.strip():
         return DEFAULT_THRESHOLDS
     values = []
     for part in raw.replace(",", ";").split(";"):
-        try:
-            value = Decimal(part.strip())
-        except InvalidOperation:
-            errors.append(f"line {line}: threshold {part.strip()!r} is not a number")
+        value = parse_decimal(part.strip(), "threshold", line, errors)
+        if value is None:
             continue
-        if not value.is_finite() or value <= 0:
-            errors.append(f"line {line}: threshold {part.strip()} must be a positive percentage")
+        if value == 0:
+            errors.add(line, "threshold 0 must be a positive percentage")
             continue
         values.append(value)
     return tuple(sorted(set(values)))
 
 
 def parse_budgets(text: str, source: str = "<budgets>") -> dict[str, Budget]:
-    """Validate budgets CSV text (``#`` lines are comments); ConfigError lists every faulty line."""
-    lines = [
-        (n, line)
-        for n, line in enumerate(text.splitlines(), 1)
-        if line.strip() and not line.lstrip().startswith("#")
-    ]
-    if not lines:
-        return {}
-    reader = csv.reader(io.StringIO("\n".join(line for _, line in lines)))
-    header = [cell.strip() for cell in next(reader)]
-    errors: list[str] = []
-    missing = [name for name in BUDGET_COLUMNS if name not in header]
-    unknown = [name for name in header if name not in BUDGET_COLUMNS + BUDGET_OPTIONAL]
-    if missing or unknown:
-        raise ConfigError(
-            f"{source}: header needs {', '.join(BUDGET_COLUMNS)}; missing {missing}, unknown {unknown}"
-        )
+    """Validate budgets CSV text by the config files' rules (``core.config``); lists every faulty line."""
+    errors = ConfigErrors(source)
     budgets: dict[str, Budget] = {}
-    for (line, _), cells in zip(lines[1:], reader, strict=True):
-        if len(cells) != len(header):
-            errors.append(f"line {line}: {len(cells)} fields; the header has {len(header)}")
-            continue
-        values = {name: cell.strip() for name, cell in zip(header, cells, strict=True)}
+    for line, values in read_table(text, BUDGET_COLUMNS, BUDGET_OPTIONAL, errors):
         subscription = values["subscription_id"]
         if not subscription:
-            errors.append(f"line {line}: subscription_id is blank")
+            errors.add(line, "subscription_id is blank")
             continue
         if subscription in budgets:
-            errors.append(f"line {line}: subscription {subscription!r} is listed twice")
+            errors.add(line, f"subscription {subscription!r} is listed twice")
             continue
-        try:
-            amount = Decimal(values["monthly_budget"])
-        except InvalidOperation:
-            errors.append(f"line {line}: monthly_budget {values['monthly_budget']!r} is not a number")
-            continue
-        if not amount.is_finite() or amount <= 0:
-            errors.append(f"line {line}: monthly_budget must be positive")
-            continue
-        currency = values["currency"].upper()
-        if len(currency) != 3 or not currency.isalpha():
-            errors.append(f"line {line}: currency {values['currency']!r} is not an ISO 4217 code")
-            continue
+        amount = parse_decimal(values["monthly_budget"], "monthly_budget", line, errors)
+        currency = parse_currency(values["currency"], line, errors)
+        if amount is not None and amount == 0:
+            errors.add(line, "monthly_budget must be positive")
+            amount = None
         thresholds = _thresholds(values.get("thresholds", ""), line, errors)
+        if amount is None or currency is None:
+            continue
         budgets[subscription] = Budget(
             subscription,
             values["cost_center"],
@@ -138,8 +117,7 @@ def parse_budgets(text: str, source: str = "<budgets>") -> dict[str, Budget]:
             thresholds,
             values.get("subscription_name", ""),
         )
-    if errors:
-        raise ConfigError(f"{source}: {len(errors)} error(s)\n  " + "\n  ".join(errors))
+    errors.raise_if_any()
     return budgets
 
 
@@ -149,7 +127,7 @@ def load_budgets(path: Path | str) -> dict[str, Budget]:
     if not file.exists():
         log.warning("no budgets file at %s: budget alerts are off", file)
         return {}
-    return parse_budgets(file.read_text(encoding="utf-8-sig"), str(file))
+    return parse_budgets(decode_config(read_config_bytes(file, "budgets"), str(file)), str(file))
 
 
 def elapsed_fraction(start: datetime, end: datetime, as_of: datetime) -> Decimal:
