@@ -84,11 +84,7 @@ def test_429_retry_after_is_honoured_then_the_chunk_lands(pricer, log_analytics)
     log_analytics.faults = FaultPlan(by_request={1: Fault.throttled(1)})
     waits: list[float] = []
 
-    def sleep(seconds: float) -> None:
-        waits.append(seconds)
-        time.sleep(seconds)
-
-    writer = la_writer(log_analytics, sleep=sleep)
+    writer = la_writer(log_analytics, sleep=waits.append)  # the writer's sleep, injected: no real wait
     result = writer.write(usage_rows(pricer, 50))
     assert (result.written, result.failed) == (50, [])
     assert waits == [1.0]
@@ -211,13 +207,34 @@ def test_an_unreachable_endpoint_fails_fast_as_unavailable(pricer):
 
 
 def test_the_write_budget_bounds_a_slow_service(pricer, log_analytics):
-    """Past the deadline, remaining chunks fail as sink-unavailable instead of running on."""
-    log_analytics.faults = FaultPlan(rate=1.0, kinds=(Fault.slow(0.4),))
-    writer = la_writer(log_analytics, timeout=0.2, deadline=1.0, give_up_after=100, max_body_bytes=20_000)
-    started = time.monotonic()
-    result = writer.write(usage_rows(pricer, 500))
-    assert time.monotonic() - started < 3
+    """Past the deadline on the writer's clock, the remaining chunks fail as sink-unavailable unsent."""
+    log_analytics.faults = FaultPlan(rate=1.0, kinds=(Fault.server_error(),))
+    readings = iter(range(10_000))
+
+    def clock() -> float:
+        return float(next(readings))  # each reading of the injected clock is one second later
+
+    writer = la_writer(
+        log_analytics,
+        deadline=4.0,
+        max_attempts=2,
+        give_up_after=100,
+        max_body_bytes=5_000,
+        clock=clock,
+        sleep=lambda seconds: None,
+    )
+    rows = usage_rows(pricer, 500)
+    result = writer.write(rows)
     assert len(result.failed) == 500
+    assert {failed.reason for failed in result.failed} == {Reason.SINK_UNAVAILABLE}
+    details = {failed.detail for failed in result.failed}
+    # Readings 1-2: chunk 1 tried twice; 3-4: chunk 2 once, no time left to retry; 5+: never sent.
+    assert details == {
+        "HTTP 500 after 2 attempts",
+        "HTTP 500; no time left to retry",
+        "not sent: write budget 4s spent",
+    }
+    assert writer.calls == 3
 
 
 def test_unserialisable_rows_fail_alone(pricer, log_analytics):
