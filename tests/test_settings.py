@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from chargeback.errors import ConfigError
-from chargeback.settings import Settings, check_endpoint, default_config_path
+from chargeback.settings import Settings, default_config_path
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -61,15 +61,6 @@ def test_mixed_case_names_are_read_as_the_functions_host_spells_them():
     """EVENTHUB__fullyQualifiedNamespace (mixed case, as in Bicep and the sample) is read on Linux too."""
     settings = Settings.from_env({"EVENTHUB__fullyQualifiedNamespace": "ns.servicebus.windows.net"})
     assert settings.eventhub__fullyqualifiednamespace == "ns.servicebus.windows.net"
-
-
-def test_plain_http_is_allowed_only_for_localhost_stand_ins():
-    """http://127.0.0.1 and localhost are accepted (Azurite, local Log Analytics), https elsewhere."""
-    assert check_endpoint("X", "http://127.0.0.1:8089/") == "http://127.0.0.1:8089"
-    assert check_endpoint("X", "http://localhost:10000") == "http://localhost:10000"
-    assert (
-        check_endpoint("X", "https://dce.ingest.monitor.azure.com") == "https://dce.ingest.monitor.azure.com"
-    )
 
 
 def test_reading_the_module_does_not_read_the_environment(monkeypatch: pytest.MonkeyPatch):
