@@ -2,28 +2,62 @@
 
 from __future__ import annotations
 
-import re
 import tomllib
 from pathlib import Path
+from typing import Any
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _names(requirements: list[str]) -> dict[str, str]:
-    out = {}
-    for raw in requirements:
+SUPPORTED_PYTHONS = ("3.11", "3.12", "3.13")
+
+
+def _requirements(lines: list[str]) -> set[tuple[str, str, str]]:
+    """(name, specifier, marker) of each requirement line, comments and blanks skipped."""
+    out = set()
+    for raw in lines:
         line = raw.split("#", 1)[0].strip()
         if line:
-            name = re.split(r"[<>=!~\[ ]", line, maxsplit=1)[0].lower()
-            out[name] = line
+            requirement = Requirement(line)
+            out.add(
+                (
+                    canonicalize_name(requirement.name),
+                    str(requirement.specifier),
+                    str(requirement.marker or ""),
+                )
+            )
     return out
 
 
+def _project() -> dict[str, Any]:
+    project: dict[str, Any] = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    return project
+
+
 def test_requirements_txt_matches_pyproject_dependencies():
-    """The Function App installs exactly the package's runtime dependencies, same pins."""
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    """The Function App installs exactly the package's runtime dependencies, same pins and markers."""
     runtime = (REPO / "requirements.txt").read_text().splitlines()
-    assert _names(project) == _names(runtime)
+    assert _requirements(_project()["dependencies"]) == _requirements(runtime)
+
+
+@pytest.mark.parametrize("python", SUPPORTED_PYTHONS)
+def test_each_supported_python_gets_one_azure_functions_that_exists_for_it(python: str):
+    """3.11/3.12 get azure-functions 1.26.0 (their newest); 3.13 gets the 2.x line (1.26.0 needs < 3.13)."""
+    assert SpecifierSet(_project()["requires-python"]).contains(python)
+    chosen = [
+        Requirement(line)
+        for line in _project()["dependencies"]
+        if canonicalize_name(Requirement(line).name) == "azure-functions"
+    ]
+    applying = [r for r in chosen if r.marker is None or r.marker.evaluate({"python_version": python})]
+    assert len(applying) == 1
+    expected = "==1.26.0" if python < "3.13" else "==2.3.0"
+    assert str(applying[0].specifier) == expected
 
 
 def test_funcignore_keeps_tests_and_tools_out_of_the_deployment_but_not_the_package():
