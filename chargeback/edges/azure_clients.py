@@ -25,8 +25,6 @@ if TYPE_CHECKING:
     from azure.monitor.query import LogsQueryClient
     from azure.storage.blob import BlobServiceClient
 
-MONITOR_SCOPE = "https://monitor.azure.com/.default"
-
 
 class LocalStandInCredential:
     """A credential for localhost stand-ins only: a fixed token that no Azure service accepts."""
