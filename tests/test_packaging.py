@@ -19,7 +19,7 @@ SUPPORTED_PYTHONS = ("3.11", "3.12", "3.13")
 
 def _requirements(lines: list[str]) -> set[tuple[str, str, str]]:
     """(name, specifier, marker) of each requirement line, comments and blanks skipped."""
-    out = set()
+    out: set[tuple[str, str, str]] = set()
     for raw in lines:
         line = raw.split("#", 1)[0].strip()
         if line:
