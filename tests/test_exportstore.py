@@ -49,3 +49,27 @@ def test_blob_store_keeps_the_contract_on_azurite(azurite: Any):
     check_store(store)
     blob = store.container.get_blob_client("chargeback-2026-10.manifest.json")
     assert blob.get_blob_properties().content_settings.content_type == "application/json"
+
+
+def test_an_unreachable_account_is_sink_unavailable_not_a_traceback():
+    """Nothing listening: reading or writing a statement raises SinkUnavailable (one line in the CLI)."""
+    import socket
+
+    from azure.storage.blob import LinearRetry
+
+    from chargeback.errors import SinkUnavailable
+    from tests.conftest import AZURITE_ACCOUNT, AZURITE_KEY
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    service = BlobServiceClient(
+        f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}",
+        credential={"account_name": AZURITE_ACCOUNT, "account_key": AZURITE_KEY},
+        retry_policy=LinearRetry(backoff=0, random_jitter_range=0, retry_total=0),
+    )
+    store = BlobExportStore(service.get_container_client("exports"))
+    with pytest.raises(SinkUnavailable, match="exports container exports: cannot read"):
+        store.read("chargeback-2026-10.manifest.json")
+    with pytest.raises(SinkUnavailable, match="cannot write"):
+        store.create("chargeback-2026-10.focus.csv", b"x\n")

@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
+from chargeback.edges.azure_errors import classify, sink_error
+
 
 class ExportStore(Protocol):
     """A folder-like place for export files that never overwrites one."""
@@ -70,10 +72,20 @@ class FolderExportStore:
 
 
 class BlobExportStore:
-    """A Blob container (EXPORTS_CONTAINER); uploads use ``overwrite=False``."""
+    """A Blob container (EXPORTS_CONTAINER); uploads use ``overwrite=False``.
+
+    Azure errors go through the one SDK-error table (``edges.azure_errors``): a statement that
+    cannot be read or written raises SinkUnavailable (retry later) or SinkError (refused).
+    """
 
     def __init__(self, container: Any) -> None:
         self.container = container
+
+    def _failed(self, exc: Exception, what: str) -> Exception:
+        """The error to raise for ``exc``: the table's SinkError, or ``exc`` itself when it is a bug."""
+        if classify(exc) is None:
+            return exc
+        return sink_error(exc, f"exports container {self.container.container_name}: {what}")
 
     def names(self, prefix: str) -> set[str]:
         """Blob names starting with ``prefix``."""
@@ -83,6 +95,8 @@ class BlobExportStore:
             return {blob.name for blob in self.container.list_blobs(name_starts_with=prefix)}
         except ResourceNotFoundError:
             return set()
+        except Exception as exc:
+            raise self._failed(exc, f"cannot list {prefix}*") from exc
 
     def read(self, name: str) -> bytes | None:
         """A blob's bytes, or None."""
@@ -92,22 +106,27 @@ class BlobExportStore:
             data: bytes = self.container.download_blob(name).readall()
         except ResourceNotFoundError:
             return None
+        except Exception as exc:
+            raise self._failed(exc, f"cannot read {name}") from exc
         return data
 
     def create(self, name: str, data: bytes) -> None:
-        """Upload a new blob; an existing one is never replaced."""
+        """Upload a new blob; an existing one is never replaced (FileExistsError)."""
         from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
         from azure.storage.blob import ContentSettings
 
         content_type = "application/json" if name.endswith(".json") else "text/csv; charset=utf-8"
         settings = ContentSettings(content_type=content_type)
         try:
-            self.container.upload_blob(name, data, overwrite=False, content_settings=settings)
-        except ResourceNotFoundError:
-            self.container.create_container()
-            self.container.upload_blob(name, data, overwrite=False, content_settings=settings)
+            try:
+                self.container.upload_blob(name, data, overwrite=False, content_settings=settings)
+            except ResourceNotFoundError:
+                self.container.create_container()
+                self.container.upload_blob(name, data, overwrite=False, content_settings=settings)
         except ResourceExistsError:
             raise FileExistsError(name) from None
+        except Exception as exc:
+            raise self._failed(exc, f"cannot write {name}") from exc
 
     def location(self, name: str) -> str:
         """The blob's URL."""
