@@ -1,6 +1,6 @@
 """Ingest benchmark: events/s through the whole pipeline against a bare read + JSON-parse loop.
 
-    .venv/bin/python bench/ingest.py [--events 200000] [--batch-size N] [--runs 3] [--profile]
+    .venv/bin/python bench/ingest.py [--events 200000] [--batch-size N] [--runs 3] [--profile | --stages]
 
 The input is the demo month's traffic mix with usage reported (chat, Responses, embeddings,
 reasoning, batch, data zone, cache hits, 429s, an unpriced model), generated once into
@@ -13,10 +13,12 @@ Goal: pipeline time at most 4x the floor.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from _common import best_of, config_files, events_file, machine
 
@@ -52,12 +54,66 @@ def pipeline(path: Path, workdir: Path, batch_size: int) -> int:
     return total.received
 
 
+def stages(path: Path, workdir: Path, batch_size: int) -> None:
+    """Wall time of each step of the pipeline alone, per event, over the whole file (GC paused)."""
+    import time
+
+    from chargeback.core.pipeline import build_row, collector_paused
+    from chargeback.core.pricing import Pricer
+    from chargeback.core.schema import decode_body, validate_event
+    from chargeback.core.usage import resolve_usage
+    from chargeback.edges.jsonl import read_messages
+    from chargeback.edges.store import DuckDBStore
+    from chargeback.errors import RejectedEvent
+
+    pricer = Pricer.from_files(*config_files())
+    timings: dict[str, float] = {}
+
+    def timed(name: str, step: Any) -> Any:
+        start = time.perf_counter()
+        result = step()
+        timings[name] = time.perf_counter() - start
+        return result
+
+    with collector_paused():
+        batches = timed(
+            "read_messages (Message per line)", lambda: [b for b, _ in read_messages(path, batch_size)]
+        )
+        bodies = [message.body for batch in batches for message in batch]
+        docs = timed("decode_body (JSON)", lambda: [decode_body(body) for body in bodies])
+
+        def validate() -> list[Any]:
+            events = []
+            for doc in docs:
+                with contextlib.suppress(RejectedEvent):
+                    events.append(validate_event(doc))
+            return events
+
+        events = timed("validate_event (incl. Event)", validate)
+        usages = timed("resolve_usage", lambda: [resolve_usage(event) for event in events])
+        pairs = list(zip(events, usages, strict=True))
+        prices = timed("Pricer.price", lambda: [pricer.price(event, usage) for event, usage in pairs])
+        triples = list(zip(events, usages, prices, strict=True))
+        rows = timed("build_row", lambda: [build_row(event, usage, price) for event, usage, price in triples])
+        with DuckDBStore(workdir / "stages.duckdb") as store:
+            timed(
+                "store.write (columns + keyed INSERT)",
+                lambda: [store.write(rows[i : i + batch_size]) for i in range(0, len(rows), batch_size)],
+            )
+            timed("store close (checkpoint)", store.close)
+    count = len(bodies)
+    for name, seconds in timings.items():
+        print(f"  {name:38s} {seconds / count * 1e6:6.2f} us per event")
+    print(f"  {'sum':38s} {sum(timings.values()) / count * 1e6:6.2f} us per event ({count:,} events)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--batch-size", type=int, default=None, help="default: the CLI's default")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="cProfile one pipeline run instead")
+    parser.add_argument("--stages", action="store_true", help="time each pipeline step alone instead")
     args = parser.parse_args()
 
     from chargeback.cli import DEFAULT_BATCH
@@ -71,6 +127,10 @@ def main() -> None:
         workdir.mkdir()
 
     try:
+        if args.stages:
+            fresh()
+            stages(path, workdir, batch_size)
+            return
         if args.profile:
             import cProfile
             import pstats

@@ -116,7 +116,7 @@ def sides(runs: int, lines: list[bytes], jobs: list[tuple[Callable[[str], list[i
         for event, encoding in zip(events, encodings, strict=True):
             tally = _Tally()
             _chat_prompt(read_json(event["requestBody"])[0], tally)
-            total += tally.total(encoding) - tally.constants
+            total += tally.total(encoding).tokens - tally.constants
         return total
 
     def completion_bare() -> int:

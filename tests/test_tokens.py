@@ -264,3 +264,48 @@ def test_bounded_count_equals_tiktoken_when_no_run_is_long(text: str):
     count = count_texts_bounded(encoding, [text])
     if count.exact:
         assert count.tokens == len(encoding.encode_ordinary(text))
+
+
+@st.composite
+def _texts_with_runs(draw: st.DrawFn) -> str:
+    """Text around runs just under, at and over MAX_RUN, of one character or of mixed whitespace."""
+    parts = []
+    for _ in range(draw(st.integers(1, 5))):
+        length = draw(
+            st.sampled_from([0, 1, MAX_RUN - 1, MAX_RUN, MAX_RUN + 1, MAX_RUN + 2, 2 * MAX_RUN + 7])
+        )
+        kind = draw(st.sampled_from(["same", "space", "mixed-space", "text"]))
+        if kind == "same":
+            parts.append(draw(st.sampled_from(["a", "é", "\n", "-", "😀"])) * length)
+        elif kind == "space":
+            parts.append(" " * length)
+        elif kind == "mixed-space":
+            parts.append("".join(draw(st.sampled_from([" ", "\t", "\n", "\u3000"])) for _ in range(length)))
+        else:
+            parts.append(draw(st.text(alphabet="ab \n", min_size=0, max_size=length)))
+    return "".join(parts)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_texts_with_runs())
+def test_long_run_precheck_never_misses_a_run(text: str):
+    """The cheap pre-check says 'no run' only where the run scan finds none, so counts are unchanged."""
+    from chargeback.core.tokens import _LONG_RUN, _may_have_long_run
+
+    if _LONG_RUN.search(text) is not None:
+        assert _may_have_long_run(text)
+
+
+def test_long_run_precheck_at_every_offset():
+    """A run of MAX_RUN + 1 is found wherever it starts; prose of any length skips the scan."""
+    from chargeback.core.tokens import _LONG_RUN, _may_have_long_run
+
+    for offset in range(0, 1100, 37):
+        for run in ("x" * (MAX_RUN + 1), " \t" * (MAX_RUN // 2) + " "):
+            text = "ab" * offset + run + "cd" * 300
+            assert _LONG_RUN.search(text) is not None
+            assert _may_have_long_run(text), offset
+        plain = "ab " * offset + "x" * MAX_RUN + " word" * 300
+        assert _LONG_RUN.search(plain) is None
+        prose = "The quick brown fox jumps over the lazy dog.\n" * (offset + 30)
+        assert not _may_have_long_run(prose)
