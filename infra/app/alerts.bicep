@@ -51,7 +51,7 @@ var unpricedQuery = '''
 AOAIChargeback_CL
 | where ingestion_time() > ago(1h)
 | where PricingStatus == "unpriced"
-| summarize arg_max(TimeGenerated, *) by RequestId
+| summarize arg_max(UsageRevision, *) by RequestId
 | summarize Calls = count(), TotalTokens = sum(TotalTokens) by Deployment, Model
 '''
 
