@@ -36,8 +36,8 @@ from chargeback.jobs.budgets import forecast_month_end
 from chargeback.jobs.rollup import (
     CHARGED_STATUSES,
     METERS,
-    MILLION,
     Rollup,
+    meter_cost,
     month_window,
     previous_month,
     to_decimal,
@@ -127,7 +127,7 @@ def usage_source_costs(rollup: Rollup) -> dict[str, dict[str, Decimal]]:
         for meter in METERS:
             tokens, _, price = line.meter(meter)
             if tokens > 0 and price is not None:
-                bucket["cost"] += Decimal(tokens) / MILLION * price
+                bucket["cost"] += meter_cost(meter, tokens, price)
     return result
 
 

@@ -38,7 +38,48 @@ log = logging.getLogger("chargeback.jobs.rollup")
 
 ROLLUP_QUERY = "monthly_rollup"
 VERSIONS_QUERY = "rate_card_versions"
-METERS = ("input", "cached-input", "output")
+# DESIGN's binding meter names, in statement order.
+METERS = (
+    "input",
+    "cached-input",
+    "output",
+    "audio-input",
+    "cached-audio-input",
+    "audio-output",
+    "image-input",
+    "cached-image-input",
+    "image-output",
+    "images",
+    "audio-seconds",
+    "characters",
+)
+# What one unit of each meter's price covers, in the meter's counting unit (tokens, images,
+# seconds, characters): prices are per 1M tokens, per image, per hour, per 1M characters.
+METER_DIVISORS: dict[str, int] = {
+    **dict.fromkeys(METERS[:9], 1_000_000),
+    "images": 1,
+    "audio-seconds": 3_600,
+    "characters": 1_000_000,
+}
+# The query's columns of the non-text meters: (quantity, cost, unit price).
+_METER_COLUMNS: dict[str, tuple[str, str, str]] = {
+    "audio-input": ("AudioInputQuantity", "AudioInputCost", "AudioInputPrice"),
+    "cached-audio-input": ("CachedAudioInputQuantity", "CachedAudioInputCost", "CachedAudioInputPrice"),
+    "audio-output": ("AudioOutputQuantity", "AudioOutputCost", "AudioOutputPrice"),
+    "image-input": ("ImageInputQuantity", "ImageInputCost", "ImageInputPrice"),
+    "cached-image-input": ("CachedImageInputQuantity", "CachedImageInputCost", "CachedImageInputPrice"),
+    "image-output": ("ImageOutputQuantity", "ImageOutputCost", "ImageOutputPrice"),
+    "images": ("ImagesQuantity", "ImagesCost", "ImagesPrice"),
+    "audio-seconds": ("AudioSecondsQuantity", "AudioSecondsCost", "AudioSecondsPrice"),
+    "characters": ("CharactersQuantity", "CharactersCost", "CharactersPrice"),
+}
+
+
+def meter_cost(meter: str, quantity: int | Decimal, unit_price: Decimal) -> Decimal:
+    """Quantity (in the meter's counting unit) x unit price, exactly for every meter but seconds."""
+    return Decimal(quantity) * unit_price / METER_DIVISORS[meter]
+
+
 CHARGED_STATUSES = frozenset({"priced", "unpriced"})
 DEFAULT_OUTPUT_WEIGHT = Decimal(4)
 MILLION = Decimal(1_000_000)
@@ -121,6 +162,9 @@ class RollupLine:
     input_cost: Decimal
     cached_input_cost: Decimal
     output_cost: Decimal
+    # (quantity, KQL cost, unit price) of every meter with a quantity on this line; text meters are
+    # what the modality meters leave of the totals above.
+    meters: tuple[tuple[str, int | Decimal, Decimal, Decimal | None], ...] = ()
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> RollupLine:
@@ -146,15 +190,52 @@ class RollupLine:
             input_cost=to_decimal(record["InputCost"]),
             cached_input_cost=to_decimal(record["CachedInputCost"]),
             output_cost=to_decimal(record["OutputCost"]),
+            meters=_line_meters(record),
         )
 
-    def meter(self, meter: str) -> tuple[int, Decimal, Decimal | None]:
-        """(tokens, KQL cost, unit price per 1M) of one meter."""
-        if meter == "input":
-            return self.input_tokens, self.input_cost, self.input_price
-        if meter == "cached-input":
-            return self.cached_tokens, self.cached_input_cost, self.cached_input_price
-        return self.completion_tokens, self.output_cost, self.output_price
+    def meter(self, meter: str) -> tuple[int | Decimal, Decimal, Decimal | None]:
+        """(quantity in the meter's counting unit, KQL cost, unit price) of one meter."""
+        for name, quantity, cost, price in self.meters:
+            if name == meter:
+                return quantity, cost, price
+        return 0, Decimal(0), None
+
+
+def _line_meters(record: Mapping[str, Any]) -> tuple[tuple[str, int | Decimal, Decimal, Decimal | None], ...]:
+    """Every meter of one result record with a quantity (older results: the three text meters)."""
+    get = record.get
+    text = (
+        ("input", "TextInputTokens", "TextInputCost", "InputPricePer1M", "InputTokens", "InputCost"),
+        (
+            "cached-input",
+            "TextCachedTokens",
+            "TextCachedInputCost",
+            "CachedInputPricePer1M",
+            "CachedTokens",
+            "CachedInputCost",
+        ),
+        (
+            "output",
+            "TextOutputTokens",
+            "TextOutputCost",
+            "OutputPricePer1M",
+            "CompletionTokens",
+            "OutputCost",
+        ),
+    )
+    meters: list[tuple[str, int | Decimal, Decimal, Decimal | None]] = []
+    for meter, quantity_column, cost_column, price_column, total_column, total_cost_column in text:
+        split = quantity_column in record
+        quantity = to_int(get(quantity_column) if split else get(total_column))
+        if quantity:
+            cost = to_decimal(get(cost_column) if split else get(total_cost_column))
+            meters.append((meter, quantity, cost, to_price(get(price_column))))
+    for meter, (quantity_column, cost_column, price_column) in _METER_COLUMNS.items():
+        raw = get(quantity_column)
+        amount: int | Decimal = to_decimal(raw) if meter == "audio-seconds" else to_int(raw)
+        if amount:
+            meters.append((meter, amount, to_decimal(get(cost_column)), to_price(get(price_column))))
+    return tuple(meters)
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,19 +275,25 @@ class MeterCharge:
     currency: str
     unit_price: Decimal | None
     requests: int = 0
-    tokens: int = 0
+    tokens: int | Decimal = (
+        0  # the quantity in the meter's counting unit: tokens, images, seconds, characters
+    )
     kql_cost: Decimal = Decimal(0)
     usage_sources: dict[str, int] = field(default_factory=dict)
 
     @property
     def quantity(self) -> Decimal:
-        """PricingQuantity: tokens in units of 1M tokens (exact)."""
-        return Decimal(self.tokens).scaleb(-6)
+        """PricingQuantity: the count in the unit of its price (1M tokens, image, hour, 1M characters)."""
+        return Decimal(self.tokens) / METER_DIVISORS[self.meter]
 
     @property
     def cost(self) -> Decimal:
-        """Quantity x unit price, exactly (0 when unpriced)."""
-        return self.quantity * self.unit_price if self.unit_price is not None else Decimal(0)
+        """Quantity x unit price, exactly (0 when unpriced); seconds are priced per hour."""
+        return (
+            meter_cost(self.meter, self.tokens, self.unit_price)
+            if self.unit_price is not None
+            else Decimal(0)
+        )
 
     def sort_key(self) -> tuple[Any, ...]:
         """Deterministic order: subscription, model, type, meter, status, price."""

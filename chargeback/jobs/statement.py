@@ -10,8 +10,10 @@ BillingAccountId, BillingAccountName, BillingCurrency, BillingPeriodEnd, Billing
 ChargeCategory, ChargeClass, ChargeDescription, ChargePeriodEnd, ChargePeriodStart, ContractedCost,
 EffectiveCost, InvoiceIssuerName, ListCost, PricingQuantity, PricingUnit, ProviderName,
 PublisherName, ServiceCategory, ServiceName), the conditional ones that apply, then ``x_`` columns.
-Usage rows: PricingUnit ``1M Tokens``, PricingQuantity = tokens / 1M, ListUnitPrice = the rate card
-price per 1M, and BilledCost = EffectiveCost = ListCost = ContractedCost = PricingQuantity x
+Usage rows, one per meter (DESIGN's meter names; ``x_Meter``) and unit price: token meters have
+PricingUnit ``1M Tokens`` and PricingQuantity = tokens / 1M; ``images`` ``Images`` (one each);
+``audio-seconds`` ``Hours`` (seconds / 3600); ``characters`` ``1M Characters``. ListUnitPrice = the
+rate card price per that unit, and BilledCost = EffectiveCost = ListCost = ContractedCost = PricingQuantity x
 ListUnitPrice (exact; printed with 6 decimals, quantities with 12). PTU allocation rows: PricingUnit
 ``Months``, ListUnitPrice = the deployment's monthly cost, PricingQuantity = allocated / monthly cost.
 """
@@ -57,7 +59,29 @@ SERVICE_CATEGORY = "AI and Machine Learning"
 SERVICE_SUBCATEGORY = "Generative AI"
 TOKEN_UNIT = "1M Tokens"
 PTU_UNIT = "Months"
-METER_NAMES = {"input": "Input Tokens", "cached-input": "Cached Input Tokens", "output": "Output Tokens"}
+METER_NAMES = {
+    "input": "Input Tokens",
+    "cached-input": "Cached Input Tokens",
+    "output": "Output Tokens",
+    "audio-input": "Audio Input Tokens",
+    "cached-audio-input": "Cached Audio Input Tokens",
+    "audio-output": "Audio Output Tokens",
+    "image-input": "Image Input Tokens",
+    "cached-image-input": "Cached Image Input Tokens",
+    "image-output": "Image Output Tokens",
+    "images": "Images",
+    "audio-seconds": "Audio Seconds",
+    "characters": "Characters",
+}
+# Per meter: (PricingUnit, ConsumedUnit, what one price covers in words). Token meters follow
+# TOKEN_UNIT; per-unit meters use FOCUS's plural units: images each, audio per hour, characters
+# in the same block as tokens.
+METER_UNITS: dict[str, tuple[str, str, str]] = {
+    **dict.fromkeys(list(METER_NAMES)[:9], (TOKEN_UNIT, "Tokens", "per 1M tokens")),
+    "images": ("Images", "Images", "per image"),
+    "audio-seconds": ("Hours", "Seconds", "per hour of audio"),
+    "characters": (TOKEN_UNIT.replace("Tokens", "Characters"), "Characters", "per 1M characters"),
+}
 USAGE_SOURCES = ("reported", "stream-usage", "recounted", "estimated")
 
 FOCUS_MANDATORY = (
@@ -158,6 +182,11 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _count_text(count: int | Decimal) -> str:
+    """A consumed quantity: an integer count, or seconds without a trailing ``.0``."""
+    return str(count) if isinstance(count, int) else f"{count.normalize():f}"
+
+
 def _price_text(price: Decimal | None) -> str:
     return f"{price.normalize():f}" if price is not None else ""
 
@@ -212,10 +241,11 @@ def _usage_row(
     cost = _fixed(charge.cost, _Q6)
     price = _fixed(charge.unit_price, _Q6)
     meter = METER_NAMES[charge.meter]
+    pricing_unit, consumed_unit, per = METER_UNITS[charge.meter]
     if priced:
         description = (
             f"{charge.model} {charge.deployment_type} {meter.lower()} at "
-            f"{_price_text(charge.unit_price)} {charge.currency} per 1M tokens"
+            f"{_price_text(charge.unit_price)} {charge.currency} {per}"
         )
     else:
         description = (
@@ -226,10 +256,10 @@ def _usage_row(
         **_focus_common(cost, charge.currency, budget, period),
         "ChargeDescription": description,
         "PricingQuantity": _fixed(charge.quantity, _Q12),
-        "PricingUnit": TOKEN_UNIT,
+        "PricingUnit": pricing_unit,
         "ChargeFrequency": "Usage-Based",
-        "ConsumedQuantity": str(charge.tokens),
-        "ConsumedUnit": "Tokens",
+        "ConsumedQuantity": _count_text(charge.tokens),
+        "ConsumedUnit": consumed_unit,
         "ContractedUnitPrice": price,
         "ListUnitPrice": price,
         "PricingCategory": "Standard",
@@ -244,7 +274,7 @@ def _usage_row(
         "x_Meter": charge.meter,
         "x_PricingStatus": charge.pricing_status,
         "x_Requests": str(charge.requests),
-        "x_Tokens": str(charge.tokens),
+        "x_Tokens": str(charge.tokens) if consumed_unit == "Tokens" else "",
         "x_RequestsReported": str(charge.usage_sources.get("reported", 0)),
         "x_RequestsStreamUsage": str(charge.usage_sources.get("stream-usage", 0)),
         "x_RequestsRecounted": str(charge.usage_sources.get("recounted", 0)),
