@@ -74,6 +74,12 @@ RESPONSES_USAGE = {
     "output_tokens_details": {"reasoning_tokens": 64},
     "total_tokens": 952,
 }
+IMAGE_USAGE = {
+    "total_tokens": 6250,
+    "input_tokens": 50,
+    "output_tokens": 6200,
+    "input_tokens_details": {"text_tokens": 10, "image_tokens": 40},
+}
 # Azure sends a first chunk with an empty model and the prompt filter results.
 AZURE_FIRST_CHUNK = {
     "choices": [],
@@ -280,6 +286,33 @@ def scenarios() -> list[dict[str, Any]]:
             "/openai/deployments/gpt-4o-prod/chat/completions?api-version=2024-06-01",
             chat_request(stream=True, messages=[{"role": "user", "content": BIG_TEXT[: len(BIG_TEXT) // 2]}]),
             sse_response(sse(*(delta(BIG_TEXT[i : i + 500]) for i in range(0, len(BIG_TEXT), 500)))),
+        ),
+        scenario(
+            "dalle-images",
+            "/openai/deployments/dalle3/images/generations?api-version=2024-10-21",
+            {"prompt": "A watercolor fox SECRET-PROMPT", "n": 2, "size": "1024x1024", "quality": "hd"},
+            json_response(
+                200,
+                {"created": 1, "data": [{"url": "https://x/1.png"}, {"url": "https://x/2.png"}]},
+            ),
+        ),
+        scenario(
+            "gpt-image",
+            "/openai/deployments/gpt-image-1/images/generations?api-version=2025-04-01-preview",
+            {"prompt": "A watercolor fox SECRET-PROMPT", "size": "1024x1536", "quality": "high"},
+            json_response(200, {"created": 1, "data": [{"b64_json": "iVBORw0KGgo="}], "usage": IMAGE_USAGE}),
+        ),
+        scenario(
+            "speech",
+            "/openai/deployments/tts/audio/speech?api-version=2025-03-01-preview",
+            {"model": "tts", "input": "Bonjour, SECRET-PROMPT 🚀", "voice": "alloy"},
+            {"status": 200, "headers": {"Content-Type": "audio/mpeg"}, "body": "ID3 not text"},
+        ),
+        scenario(
+            "transcription",
+            "/openai/deployments/whisper/audio/transcriptions?api-version=2024-06-01",
+            "--b\r\nContent-Disposition: form-data; name=file\r\n\r\nRIFF\r\n--b--",
+            json_response(200, {"task": "transcribe", "duration": 12.5, "text": "SECRET-PROMPT transcript"}),
         ),
         scenario(
             "anonymous-unspecified-clock",
@@ -696,3 +729,41 @@ def test_capture_setting_is_one_named_value() -> None:
     readme = (REPO / "policy" / "README.md").read_text(encoding="utf-8")
     assert CAPTURE_STREAMS_NAMED_VALUE in readme
     assert 'buffer-response="false"' in readme
+
+
+@requires_mono
+def test_image_generation_sends_counts_never_the_prompt(played: dict[str, Any]) -> None:
+    """dall-e-3 without usage: billableUnits from the request (n, size, quality) and the images
+    returned; neither body (the prompt) is sent."""
+    doc, event, _ = only_event(played, "dalle-images")
+    assert doc["billableUnits"] == {"images": 2, "imageSize": "1024x1024", "imageQuality": "hd"}
+    assert "SECRET-PROMPT" not in json.dumps(doc)
+    assert (event.units.images, event.units.image_quality, event.request_body) == (2, "hd", "")
+
+
+@requires_mono
+def test_gpt_image_usage_is_kept_by_modality(played: dict[str, Any]) -> None:
+    """gpt-image-1 reports image tokens: the usage passes as is and parses into image meters."""
+    doc, event, _ = only_event(played, "gpt-image")
+    assert doc["usage"] == IMAGE_USAGE
+    assert event.usage == ReportedUsage(50, 6200, image_prompt_tokens=40, image_completion_tokens=6200)
+    assert "SECRET-PROMPT" not in json.dumps(doc)
+
+
+@requires_mono
+def test_speech_sends_the_input_length_not_the_text(played: dict[str, Any]) -> None:
+    """Text-to-speech: billableUnits.characters is the input's length; the input is never sent."""
+    doc, event, _ = only_event(played, "speech")
+    text = SCENARIOS["speech"]["request"]["body"]["input"]
+    assert doc["billableUnits"] == {"characters": len(text.encode("utf-16-le")) // 2}
+    assert "SECRET-PROMPT" not in json.dumps(doc)
+    assert event.units.characters == 25  # .NET string length: UTF-16 code units (the emoji is 2)
+
+
+@requires_mono
+def test_transcription_sends_the_reported_duration_not_the_transcript(played: dict[str, Any]) -> None:
+    """verbose_json transcriptions report their duration: it becomes audioSeconds; the text stays out."""
+    doc, event, _ = only_event(played, "transcription")
+    assert doc["billableUnits"] == {"audioSeconds": 12.5}
+    assert "SECRET-PROMPT" not in json.dumps(doc)
+    assert str(event.units.audio_seconds) == "12.5"
