@@ -207,6 +207,81 @@ def cmd_report(args: argparse.Namespace, console: Any) -> int:
     return 0
 
 
+def cmd_ratecard_import(args: argparse.Namespace, console: Any) -> int:
+    """A saved Azure Retail Prices API response (one or more pages) to a v2 rate card."""
+    from collections import Counter
+    from datetime import UTC, datetime
+
+    from chargeback.core.azure_import import import_retail_prices, load_items, rate_card_csv
+    from chargeback.core.pricing import RateCard
+
+    texts = [(str(path), _read_text(path)) for path in args.files]
+    items, more = load_items(texts)
+    result = import_retail_prices(items, region=args.region or "")
+    if not result.rows:
+        raise ChargebackError(
+            f"no Azure OpenAI prices in {', '.join(map(str, args.files))}: "
+            "save a response filtered on serviceName 'Foundry Models' (or 'Cognitive Services')"
+        )
+    version = args.version or f"retail-{datetime.now(UTC):%Y-%m-%d}"
+    text = rate_card_csv(result, ", ".join(path.name for path in args.files), version)
+    RateCard.parse(text.encode("utf-8"), source=str(args.out))  # what it writes, it can read
+    args.out.write_text(text, encoding="utf-8")
+    console.print(f"{len(result.rows)} prices from {len(items)} items written to {safe(str(args.out))}")
+    if result.skipped:
+        console.print(f"{len(result.skipped)} items not mapped:")
+        for reason, count in Counter(reason for _, reason in result.skipped).most_common():
+            names = sorted({safe(name) for name, why in result.skipped if why == reason})
+            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            console.print(f"  {count} x {safe(reason)}: {shown}", soft_wrap=True)
+    if more:
+        console.print("the last page names a NextPageLink: save the next pages and pass them too")
+    return 0
+
+
+def cmd_ratecard_check(args: argparse.Namespace, console: Any) -> int:
+    """Models and meters in the usage table without a price; exit 1 when there are any."""
+    from datetime import UTC, datetime
+
+    from chargeback.jobs.ratecard import missing_prices
+
+    settings = _settings(args)
+    missing = missing_prices(wiring.build_runner(settings), wiring.build_pricer(settings), datetime.now(UTC))
+    if not missing:
+        console.print("every model and meter in the usage table has a price")
+        return 0
+    for entry in missing:
+        name = f"{entry.model}-{entry.model_version}" if entry.model_version else entry.model
+        console.print(
+            f"{safe(name)} {safe(entry.deployment_type)}: no price for {', '.join(entry.meters)} "
+            f"({entry.calls} calls, {entry.unpriced_calls} unpriced)",
+            soft_wrap=True,
+        )
+    return 1
+
+
+def cmd_deployments_import(args: argparse.Namespace, console: Any) -> int:
+    """The JSON of `az cognitiveservices account deployment list` to a deployments map CSV."""
+    from chargeback.core.azure_import import deployments_csv, import_deployments
+
+    rows, skipped = import_deployments(_read_text(args.file), str(args.file))
+    args.out.write_text(deployments_csv(rows, args.file.name), encoding="utf-8")
+    console.print(f"{len(rows)} deployments written to {safe(str(args.out))}")
+    for name, reason in skipped:
+        console.print(f"  not mapped: {safe(name)}: {safe(reason)}", soft_wrap=True)
+    ptu = [row.deployment for row in rows if row.deployment_type == "ptu"]
+    if ptu:
+        console.print(f"fill ptu_monthly_cost for the provisioned deployments: {safe(', '.join(ptu))}")
+    return 0
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ChargebackError(f"cannot read {path}: {exc}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; every command and option is documented in the README."""
     parser = argparse.ArgumentParser(prog="chargeback", description=__doc__.splitlines()[0])
@@ -297,6 +372,37 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile.add_argument("--deployments", type=Path, help="deployments map CSV (DEPLOYMENTS_PATH)")
     reconcile.add_argument("--budgets", type=Path, help="budgets CSV (BUDGETS_PATH)")
     reconcile.set_defaults(handler=cmd_reconcile)
+
+    ratecard = commands.add_parser("ratecard", help="import Azure list prices; find meters without a price")
+    ratecard_commands = ratecard.add_subparsers(dest="ratecard_command", required=True, metavar="ACTION")
+    card_import = ratecard_commands.add_parser(
+        "import", help="saved Azure Retail Prices API responses to a v2 rate card"
+    )
+    card_import.add_argument("files", nargs="+", type=Path, metavar="FILE", help="saved API response pages")
+    card_import.add_argument("--out", type=Path, default=Path("rate_card.csv"), help="card to write")
+    card_import.add_argument("--region", help="armRegionName to keep (default: all, identical prices merged)")
+    card_import.add_argument("--version", help="the card's '# version:' name (default: retail-DATE)")
+    card_import.set_defaults(handler=cmd_ratecard_import)
+    card_check = ratecard_commands.add_parser(
+        "check", help="models and meters in the usage table without a price (exit 1 if any)"
+    )
+    card_check.add_argument("--db", type=Path, help="DuckDB store file (CHARGEBACK_DUCKDB_PATH)")
+    card_check.add_argument("--rate-card", type=Path, help="rate card CSV (RATE_CARD_PATH)")
+    card_check.add_argument("--deployments", type=Path, help="deployments map CSV (DEPLOYMENTS_PATH)")
+    card_check.set_defaults(handler=cmd_ratecard_check)
+
+    deployments = commands.add_parser("deployments", help="the deployments map from Azure")
+    deployment_commands = deployments.add_subparsers(
+        dest="deployments_command", required=True, metavar="ACTION"
+    )
+    deployments_import = deployment_commands.add_parser(
+        "import", help="`az cognitiveservices account deployment list` JSON to a deployments map"
+    )
+    deployments_import.add_argument("file", type=Path, metavar="FILE", help="the saved JSON")
+    deployments_import.add_argument(
+        "--out", type=Path, default=Path("deployments.csv"), help="deployments map to write"
+    )
+    deployments_import.set_defaults(handler=cmd_deployments_import)
 
     budgets = commands.add_parser("budgets", help="budget checks and alerts")
     budget_commands = budgets.add_subparsers(dest="budgets_command", required=True, metavar="ACTION")
