@@ -61,3 +61,10 @@ def gateway_usage(timer: func.TimerRequest) -> None:
     a missed run only delays the counts.
     """
     runtime.handle_gateway_usage()
+
+
+@app.function_name("hourly_budget_enforcement")
+@app.timer_trigger(arg_name="timer", schedule="0 15 * * * *", run_on_startup=False, use_monitor=True)
+def hourly_budget_enforcement(timer: func.TimerRequest) -> None:
+    """Apply and lift budget actions (throttle, suspend) hourly; a no-op unless BUDGET_ENFORCEMENT=on."""
+    runtime.handle_budget_enforcement()

@@ -120,14 +120,43 @@ def cmd_budgets_check(args: argparse.Namespace, console: Any) -> int:
     settings = _settings(args)
     now = datetime.fromisoformat(args.as_of.replace("Z", "+00:00")) if args.as_of else datetime.now(UTC)
     now = now if now.tzinfo else now.replace(tzinfo=UTC)
-    check, raised = wiring.budget_check(settings, args.month or month_of(now), now)
+    month = args.month or month_of(now)
+    if args.dry_run:
+        return budgets_dry_run(settings, month, now, console)
+    check, raised = wiring.budget_check(settings, month, now)
+    print_spends(check, console)
+    print_alerts(raised, console)
+    if settings.enforcement_on and month == month_of(now):
+        run = wiring.enforce_budgets(settings, check, now)
+        for line in run.lines() or ["Budget enforcement: nothing to apply or lift."]:
+            console.print(line, markup=False)
+    return 0
+
+
+def print_spends(check: Any, console: Any) -> None:
+    """One line per subscription: month-to-date spend, forecast and budget use."""
     for spend in check.spends:
         used = f"{spend.used_pct:.1f} %" if spend.used_pct is not None else "no budget"
         console.print(
             f"{spend.subscription_id}: spent {spend.spend:.2f} {spend.currency}, "
             f"forecast {spend.forecast:.2f} ({used})"
         )
-    print_alerts(raised, console)
+
+
+def budgets_dry_run(settings: Settings, month: str, now: Any, console: Any) -> int:
+    """``budgets check --dry-run``: the alerts and budget actions a check would raise; writes nothing."""
+    check, alerts, run = wiring.budget_dry_run(settings, month, now)
+    print_spends(check, console)
+    console.print(f"Dry run: {len(alerts)} alert(s) would be raised; nothing is written.")
+    for candidate in alerts:
+        console.print(f"  would alert {candidate.kind}: {candidate.message}", markup=False)
+    if run is None:
+        console.print("Budget actions apply to the current month only.")
+        return 0
+    state = "on" if settings.enforcement_on else "off (BUDGET_ENFORCEMENT=off: shown as if it were on)"
+    console.print(f"Budget enforcement is {state}: {len(run.steps)} action(s) would be applied or lifted.")
+    for line in run.lines():
+        console.print(f"  {line}", markup=False)
     return 0
 
 
@@ -414,6 +443,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--deployments", type=Path, help="deployments map CSV with PTU costs (DEPLOYMENTS_PATH)"
     )
     check.add_argument("--budgets", type=Path, help="budgets CSV (BUDGETS_PATH)")
+    check.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the alerts and budget actions (throttle, suspend, lift) it would raise; write nothing",
+    )
     check.set_defaults(handler=cmd_budgets_check)
     return parser
 

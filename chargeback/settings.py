@@ -19,6 +19,7 @@ from chargeback.errors import ConfigError
 __all__ = ["SINKS", "Settings", "check_endpoint", "default_config_path", "is_local_endpoint"]
 
 SINKS = ("duckdb", "loganalytics")
+ENFORCEMENT_MODES = ("off", "on")
 
 
 def default_config_path(name: str) -> Path:
@@ -55,6 +56,12 @@ class Settings:
     gateway_log_wait_minutes: int = 120
     ptu_output_weight: str = "4"
     alert_webhook_url: str = ""
+    budget_enforcement: str = "off"
+    budget_enforcement_exempt: str = ""
+    budget_enforcement_count_estimated: str = "false"
+    apim_resource_id: str = ""
+    apim_management_endpoint: str = "https://management.azure.com"
+    apim_throttle_named_value: str = "aoai-chargeback-throttled"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -107,6 +114,33 @@ class Settings:
                 check_endpoint(name.upper(), value)
         if self.alert_webhook_url:
             check_endpoint("ALERT_WEBHOOK_URL", self.alert_webhook_url)
+        self._validate_enforcement()
+
+    def _validate_enforcement(self) -> None:
+        """Budget enforcement is off unless BUDGET_ENFORCEMENT=on, which needs the APIM instance."""
+        if self.budget_enforcement.lower() not in ENFORCEMENT_MODES:
+            raise ConfigError(
+                f"BUDGET_ENFORCEMENT={self.budget_enforcement!r}; expected {' or '.join(ENFORCEMENT_MODES)}"
+            )
+        if self.budget_enforcement_count_estimated.lower() not in ("true", "false"):
+            raise ConfigError(
+                f"BUDGET_ENFORCEMENT_COUNT_ESTIMATED={self.budget_enforcement_count_estimated!r}; "
+                "expected true or false"
+            )
+        check_endpoint("APIM_MANAGEMENT_ENDPOINT", self.apim_management_endpoint)
+        if self.enforcement_on:
+            if not self.apim_resource_id:
+                raise ConfigError(
+                    "BUDGET_ENFORCEMENT=on needs APIM_RESOURCE_ID (the API Management instance's resource id)"
+                )
+            from chargeback.edges.apim import check_resource_id
+
+            check_resource_id(self.apim_resource_id)
+
+    @property
+    def enforcement_on(self) -> bool:
+        """True when budgets with a throttle or suspend action are acted on at the gateway."""
+        return self.budget_enforcement.lower() == "on"
 
     @property
     def rate_card(self) -> Path:

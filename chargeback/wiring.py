@@ -393,7 +393,10 @@ def handle_budget_check(now: datetime | None = None, environ: Mapping[str, str] 
     months = budget_check_months(now, settings.rollup_grace_hours)
     raised: list[Row] = []
     for month in months:
-        raised.extend(budget_check(settings, month, now)[1])
+        check, rows = budget_check(settings, month, now)
+        raised.extend(rows)
+        if month == months[-1] and settings.enforcement_on:
+            enforce_budgets(settings, check, now)
     log.info("budget check %s: %d new alert(s)", ", ".join(months), len(raised))
     return raised
 
@@ -445,3 +448,102 @@ def stream_estimates(settings: Settings, month: str) -> list[dict[str, Any]]:
     return build_runner(settings).records(
         "stream_estimates", {"MonthStart": start, "MonthEnd": end}, window=(start, end)
     )
+
+
+def enforcement_options(settings: Settings) -> Any:
+    """The enforcement job's options from the settings (exempt list, estimated spend, named value)."""
+    from chargeback.core.enforcement import parse_exempt
+    from chargeback.jobs.enforce import EnforcementOptions
+
+    return EnforcementOptions(
+        exempt=parse_exempt(settings.budget_enforcement_exempt),
+        count_estimated=settings.budget_enforcement_count_estimated.lower() == "true",
+        throttle_named_value=settings.apim_throttle_named_value,
+    )
+
+
+def build_gateway(settings: Settings) -> Any:
+    """The APIM management client, signed by the managed identity (a fixed token on localhost)."""
+    from chargeback.edges.apim import ApimManagement
+    from chargeback.edges.azure_clients import credential
+
+    endpoint = settings.apim_management_endpoint
+    return ApimManagement(endpoint, settings.apim_resource_id, credential(settings.azure_client_id, endpoint))
+
+
+def enforce_budgets(settings: Settings, check: Any, now: datetime) -> Any:
+    """Apply and lift budget actions for a budget check of the current month.
+
+    Raises EnforcementError after recording when a step failed (so the timer run shows as failed
+    and the next run retries it); returns the EnforcementRun otherwise.
+    """
+    from chargeback.errors import EnforcementError
+    from chargeback.jobs.enforce import run_enforcement
+
+    gateway = build_gateway(settings)
+    try:
+        run = run_enforcement(
+            check,
+            build_runner(settings),
+            build_alert_sink(settings),
+            gateway,
+            enforcement_options(settings),
+            now=now,
+            notify=build_alert_notifier(settings),
+        )
+    finally:
+        gateway.close()
+    log.info(
+        "budget enforcement %s: %d step(s) planned, %d done, %d failed",
+        check.month,
+        len(run.steps),
+        len(run.done),
+        len(run.failed),
+    )
+    if run.failed:
+        raise EnforcementError(f"{len(run.failed)} budget action(s) failed: " + "; ".join(run.lines()[-3:]))
+    return run
+
+
+def budget_dry_run(settings: Settings, month: str, now: datetime) -> tuple[BudgetCheck, list[Any], Any]:
+    """``budgets check --dry-run``: the check, the alerts it would raise and the enforcement plan
+    (None for a month other than the current one); nothing is written and no APIM API is called."""
+    from chargeback.jobs.alerts import already_raised
+    from chargeback.jobs.budgets import check_budgets
+    from chargeback.jobs.enforce import plan_enforcement
+    from chargeback.jobs.rollup import month_of
+
+    runner = build_runner(settings)
+    check = check_budgets(
+        runner,
+        load_budgets(settings),
+        load_ptu_deployments(settings),
+        month,
+        now,
+        output_weight=output_weight(settings),
+    )
+    known = already_raised(runner, month, now) if check.candidates else set()
+    alerts = [candidate for candidate in check.candidates if candidate.alert_id not in known]
+    if month != month_of(now):
+        return check, alerts, None
+    return check, alerts, plan_enforcement(check, runner, enforcement_options(settings), now=now)
+
+
+def handle_budget_enforcement(now: datetime | None = None, environ: Mapping[str, str] | None = None) -> Any:
+    """Hourly timer: the current month's budget check and its actions (nothing when enforcement is off)."""
+    from chargeback.jobs.budgets import check_budgets
+    from chargeback.jobs.rollup import month_of
+
+    settings = Settings.from_env(os.environ if environ is None else environ)
+    if not settings.enforcement_on:
+        return None
+    now = now or datetime.now(UTC)
+    check = check_budgets(
+        build_runner(settings),
+        load_budgets(settings),
+        load_ptu_deployments(settings),
+        month_of(now),
+        now,
+        output_weight=output_weight(settings),
+    )
+    return enforce_budgets(settings, check, now)

@@ -65,6 +65,13 @@ param alertEmail string = ''
 @description('Optional https webhook the budget check posts to (ALERT_WEBHOOK_URL).')
 param alertWebhookUrl string = ''
 
+@allowed(['off', 'on'])
+@description('Budget actions at the gateway: on = budgets.csv rows with action throttle or suspend are enforced on the APIM service (needs apimServiceName). Default off: budgets only alert.')
+param budgetEnforcement string = 'off'
+
+@description('APIM subscription ids that budget enforcement never throttles or suspends, comma-separated.')
+param budgetEnforcementExempt string = ''
+
 @minValue(40)
 @maxValue(1000)
 @description('Flex Consumption: maximum instances of the function app.')
@@ -175,6 +182,9 @@ module function 'app/function.bicep' = {
     ptuOutputWeight: ptuOutputWeight
     alertWebhookUrl: alertWebhookUrl
     maximumInstanceCount: maximumInstanceCount
+    budgetEnforcement: deployApim ? budgetEnforcement : 'off'
+    budgetEnforcementExempt: budgetEnforcementExempt
+    apimResourceId: deployApim ? apim.id : ''
   }
 }
 
@@ -194,6 +204,17 @@ module rbac 'app/rbac.bicep' = {
   }
 }
 
+// The throttle list the policy reads, and (enforcement on) the Function's role on the APIM instance.
+module apimEnforcement 'app/apim-enforcement.bicep' = if (deployApim) {
+  name: 'apim-enforcement'
+  scope: resourceGroup(deployApim ? apimResourceGroupName : rg.name)
+  params: {
+    apimServiceName: apimServiceName
+    functionPrincipalId: identity.outputs.principalId
+    enforcementOn: budgetEnforcement == 'on'
+  }
+}
+
 module apimChargeback 'app/apim.bicep' = if (deployApim) {
   name: 'apim-chargeback'
   scope: resourceGroup(deployApim ? apimResourceGroupName : rg.name)
@@ -205,8 +226,9 @@ module apimChargeback 'app/apim.bicep' = if (deployApim) {
     captureStreamResponses: apimCaptureStreams
     workspaceId: monitoring.outputs.workspaceId
   }
-  // The logger connects with APIM's identity: it needs Azure Event Hubs Data Sender first.
-  dependsOn: [rbac]
+  // The logger connects with APIM's identity: it needs Azure Event Hubs Data Sender first; the
+  // policy reads the throttle list's named value, which must exist before the policy is saved.
+  dependsOn: [rbac, apimEnforcement]
 }
 
 module workbook 'app/workbook.bicep' = {

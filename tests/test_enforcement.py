@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 
+from chargeback.core.config import ConfigErrors
 from chargeback.core.enforcement import (
     ALERT_ONLY,
     KIND_APPLIED,
@@ -40,22 +41,22 @@ def active(sub: str, action: str = "throttle", month: str = MONTH) -> ActiveActi
 
 def test_action_columns_default_to_alert_only() -> None:
     """A row without the action columns (an old budgets file) keeps today's alert-only behaviour."""
-    errors: list[str] = []
+    errors = ConfigErrors("budgets.csv")
     assert parse_enforcement({}, 2, errors) == ALERT_ONLY
     assert parse_enforcement({"action": "", "action_threshold": "", "grace": ""}, 2, errors) == ALERT_ONLY
-    assert errors == []
+    errors.raise_if_any()
 
 
 def test_action_columns_parse_and_bad_values_name_the_line() -> None:
     """throttle at 90 % with 1.50 grace parses; an unknown action or a negative grace is an error."""
-    errors: list[str] = []
+    errors = ConfigErrors("budgets.csv")
     rule = parse_enforcement({"action": "Throttle", "action_threshold": "90", "grace": "1.50"}, 3, errors)
     assert rule == Enforcement("throttle", Decimal(90), Decimal("1.50"))
     assert rule.limit(Decimal(10)) == Decimal("10.50")
     parse_enforcement({"action": "block"}, 4, errors)
     parse_enforcement({"action": "suspend", "grace": "-1"}, 5, errors)
     parse_enforcement({"action": "suspend", "action_threshold": "0"}, 6, errors)
-    assert [e.split(":")[0] for e in errors] == ["line 4", "line 5", "line 6"]
+    assert [e.split(":")[0] for e in errors.messages] == ["line 4", "line 5", "line 6"]
 
 
 def test_crossing_a_throttle_budget_applies_once() -> None:

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
+from chargeback.core.config import ConfigErrors
+
 ALERT, THROTTLE, SUSPEND = "alert", "throttle", "suspend"
 ACTIONS = (ALERT, THROTTLE, SUSPEND)
 ENFORCING = (THROTTLE, SUSPEND)
@@ -73,18 +75,18 @@ def _decimal(raw: str) -> Decimal | None:
     return value if value.is_finite() else None
 
 
-def parse_enforcement(values: Mapping[str, str], line: int, errors: list[str]) -> Enforcement:
+def parse_enforcement(values: Mapping[str, str], line: int, errors: ConfigErrors) -> Enforcement:
     """The action columns of one budgets.csv row (absent or blank = alert only); errors name the line."""
     action = values.get("action", "").strip().lower() or ALERT
     if action not in ACTIONS:
-        errors.append(f"line {line}: action {action!r} is not one of {', '.join(ACTIONS)}")
+        errors.add(line, f"action {action!r} is not one of {', '.join(ACTIONS)}")
         return ALERT_ONLY
     raw_threshold = values.get("action_threshold", "").strip()
     threshold = DEFAULT_ACTION_THRESHOLD
     if raw_threshold:
         parsed = _decimal(raw_threshold)
         if parsed is None or parsed <= 0:
-            errors.append(f"line {line}: action_threshold {raw_threshold!r} must be a positive percentage")
+            errors.add(line, f"action_threshold {raw_threshold!r} must be a positive percentage")
             return ALERT_ONLY
         threshold = parsed
     raw_grace = values.get("grace", "").strip()
@@ -92,7 +94,7 @@ def parse_enforcement(values: Mapping[str, str], line: int, errors: list[str]) -
     if raw_grace:
         parsed = _decimal(raw_grace)
         if parsed is None or parsed < 0:
-            errors.append(f"line {line}: grace {raw_grace!r} must be an amount of 0 or more")
+            errors.add(line, f"grace {raw_grace!r} must be an amount of 0 or more")
             return ALERT_ONLY
         grace = parsed
     return Enforcement(action, threshold, grace)

@@ -24,8 +24,9 @@ import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlparse
+from urllib.parse import quote
 
+from chargeback.edges.endpoints import is_local_endpoint
 from chargeback.errors import ConfigError, EnforcementError
 
 if TYPE_CHECKING:
@@ -37,7 +38,6 @@ API_VERSION = "2024-05-01"
 MANAGEMENT_SCOPE = "https://management.azure.com/.default"
 DEFAULT_ENDPOINT = "https://management.azure.com"
 ACTIVE, SUSPENDED = "active", "suspended"
-_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 def check_resource_id(resource_id: str) -> str:
@@ -88,7 +88,7 @@ class ApimManagement:
         self.api_version = api_version
         self.timeout = timeout
         # enforce_https is consumed by the bearer policy only: pass it when that policy is there.
-        local = (urlparse(self.endpoint).hostname or "").lower() in _LOCAL_HOSTS
+        local = is_local_endpoint(self.endpoint)
         self._local = local and credential is not None
         policies: list[Any] = [
             HeadersPolicy({"Accept": "application/json"}),

@@ -5,6 +5,9 @@ alert thresholds (percent of budget, ``;``-separated, default ``50;80;100``)::
 
     subscription_id,subscription_name,cost_center,owner,monthly_budget,currency,thresholds
 
+and optionally a budget action, ``action,action_threshold,grace`` (``chargeback.core.enforcement``:
+alert by default; throttle or suspend at the gateway once spend passes the threshold plus grace).
+
 Month-to-date spend comes from ``month_to_date_spend.kql`` (per-token cost, deduplicated) plus the
 PTU cost accrued so far (``monthly cost x elapsed / month length``, allocated by weighted tokens).
 
@@ -38,6 +41,7 @@ from chargeback.core.config import (
     read_config_bytes,
     read_table,
 )
+from chargeback.core.enforcement import ALERT_ONLY, ENFORCEMENT_COLUMNS, Enforcement, parse_enforcement
 from chargeback.core.pricing import Deployment
 from chargeback.edges.kqlrun import KqlRunner
 from chargeback.jobs.rollup import (
@@ -54,7 +58,7 @@ from chargeback.jobs.rollup import (
 log = logging.getLogger("chargeback.jobs.budgets")
 
 BUDGET_COLUMNS = ("subscription_id", "cost_center", "owner", "monthly_budget", "currency")
-BUDGET_OPTIONAL = ("subscription_name", "thresholds")
+BUDGET_OPTIONAL = ("subscription_name", "thresholds", *ENFORCEMENT_COLUMNS)
 DEFAULT_THRESHOLDS = (Decimal(50), Decimal(80), Decimal(100))
 MIN_FORECAST_ELAPSED = timedelta(days=3)
 SPEND_QUERY = "month_to_date_spend"
@@ -71,6 +75,7 @@ class Budget:
     currency: str
     thresholds: tuple[Decimal, ...] = DEFAULT_THRESHOLDS
     subscription_name: str = ""
+    enforcement: Enforcement = ALERT_ONLY
 
 
 def _thresholds(raw: str, line: int, errors: ConfigErrors) -> tuple[Decimal, ...]:
@@ -116,6 +121,7 @@ def parse_budgets(text: str, source: str = "<budgets>") -> dict[str, Budget]:
             currency,
             thresholds,
             values.get("subscription_name", ""),
+            parse_enforcement(values, line, errors),
         )
     errors.raise_if_any()
     return budgets
@@ -158,6 +164,7 @@ class SubscriptionSpend:
     token_spend: Decimal = Decimal(0)
     ptu_spend: Decimal = Decimal(0)
     unpriced_requests: int = 0
+    estimated_spend: Decimal = Decimal(0)
     forecast: Decimal = Decimal(0)
     budget: Budget | None = None
 
@@ -282,6 +289,8 @@ def check_budgets(
         entry.requests += to_int(record["Requests"])
         entry.token_spend += to_decimal(record["Spend"])
         entry.unpriced_requests += to_int(record["UnpricedRequests"])
+        if "EstimatedSpend" in record:
+            entry.estimated_spend += to_decimal(record["EstimatedSpend"])
         deployment = to_text(record["PtuDeployment"])
         if deployment:
             ptu_lines.append(

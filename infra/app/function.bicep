@@ -31,6 +31,13 @@ param ptuOutputWeight string
 @secure()
 param alertWebhookUrl string
 param maximumInstanceCount int
+@allowed(['off', 'on'])
+@description('Budget actions (throttle, suspend) at the gateway: off (default) or on.')
+param budgetEnforcement string = 'off'
+@description('APIM subscription ids never throttled or suspended, comma-separated.')
+param budgetEnforcementExempt string = ''
+@description('APIM instance the budget actions are applied to (resource id); empty when there is none.')
+param apimResourceId string = ''
 param instanceMemoryMB int = 2048
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
@@ -134,6 +141,13 @@ var appSettings = {
   GATEWAY_LOG_WAIT_MINUTES: string(gatewayLogWaitMinutes)
   PTU_OUTPUT_WEIGHT: ptuOutputWeight
   ALERT_WEBHOOK_URL: alertWebhookUrl
+  // Budget enforcement (off unless budgetEnforcement = 'on'): the APIM management API of this cloud.
+  BUDGET_ENFORCEMENT: budgetEnforcement
+  BUDGET_ENFORCEMENT_EXEMPT: budgetEnforcementExempt
+  BUDGET_ENFORCEMENT_COUNT_ESTIMATED: 'false'
+  APIM_RESOURCE_ID: apimResourceId
+  APIM_MANAGEMENT_ENDPOINT: environment().resourceManager
+  APIM_THROTTLE_NAMED_VALUE: 'aoai-chargeback-throttled'
 }
 
 // No publishing with user name and password: deployments go through Entra ID (azd / func CLI).
