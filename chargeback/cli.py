@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from chargeback import __version__, wiring
-from chargeback.console import ingest_files, print_alerts, print_statement, print_summary, safe
+from chargeback.console import (
+    ingest_files,
+    print_alerts,
+    print_reconciliation,
+    print_statement,
+    print_summary,
+    safe,
+)
 from chargeback.edges.jsonl import DEFAULT_BATCH
 from chargeback.errors import ChargebackError
 from chargeback.settings import Settings
@@ -160,72 +167,10 @@ def budgets_dry_run(settings: Settings, month: str, now: Any, console: Any) -> i
     return 0
 
 
-def print_reconciliation(run: Any, console: Any) -> None:
-    """The reconciliation by meter, its totals and coverage, and where its files are."""
-    from rich.table import Table
-
-    table = Table(
-        title=f"Reconciliation {run.result.month}: Azure cost export vs chargeback", title_justify="left"
-    )
-    for name in (
-        "model",
-        "type",
-        "meter",
-        "billed",
-        "ours",
-        "variance",
-        "billed tokens",
-        "our tokens",
-        "cause",
-    ):
-        table.add_column(name, justify="left" if name in ("model", "type", "meter", "cause") else "right")
-    for line in run.result.lines:
-        table.add_row(
-            safe(line.model),
-            safe(line.deployment_type),
-            safe(line.meter),
-            f"{line.billed_cost:,.2f}",
-            f"{line.our_cost:,.2f}",
-            f"{line.variance:,.2f}",
-            f"{line.billed_tokens:,.0f}",
-            f"{line.our_tokens:,.0f}",
-            ", ".join(line.causes),
-        )
-    console.print(table)
-    for currency, t in sorted(run.summary["totals"].items()):
-        console.print(
-            f"{currency}: invoice {t['billedCost']}, chargeback {t['ourCost']}, variance {t['variance']} "
-            f"= quantity {t['quantityGap']} + price {t['priceGap']} + discount {t['discount']} "
-            f"+ unpriced {t['unpriced']}; coverage {t['coveragePct']} %"
-        )
-    for cause, amount in run.summary["causes"].items():
-        console.print(f"  {cause}: {amount}")
-    console.print(f"Reconciliation CSV: {run.csv}", soft_wrap=True)
-    console.print(f"Reconciliation manifest: {run.manifest}", soft_wrap=True)
-
-
-def reconcile_month(settings: Settings, month: str, files: Sequence[Path]) -> Any:
-    """Publish (or reuse) the month's statement, then reconcile it with the cost export files."""
-    from chargeback.jobs.reconcile import reconcile_files
-    from chargeback.jobs.statement import file_name
-
-    publication = wiring.monthly_statement(settings, month)
-    store = wiring.build_export_store(settings)
-    focus = store.read(file_name(month, publication.version, "focus.csv")) or b""
-    return reconcile_files(
-        month,
-        files,
-        focus_csv=focus,
-        statement=file_name(month, publication.version, "manifest.json"),
-        store=store,
-        version=publication.version,
-    )
-
-
 def cmd_reconcile(args: argparse.Namespace, console: Any) -> int:
     """Statement vs the Azure Cost Management export (FOCUS) of the same month, by meter."""
     settings = _settings(args)
-    print_reconciliation(reconcile_month(settings, args.month, args.cost_export), console)
+    print_reconciliation(wiring.monthly_reconciliation(settings, args.month, args.cost_export), console)
     return 0
 
 

@@ -158,3 +158,43 @@ def print_alerts(rows: Sequence[Any], console: Any) -> None:
     console.print(f"[bold]{len(rows)} new alert(s)[/bold] (AOAIChargebackAlerts_CL):")
     for row in rows:
         console.print(f"  {printable(row['AlertKind'])}: {printable(row['Message'])}", markup=False)
+
+
+def _cents(value: Decimal) -> str:
+    """Money to the cent, never "-0.00"."""
+    rounded = value.quantize(Decimal("0.01"))
+    return f"{rounded if rounded else abs(rounded):,.2f}"
+
+
+def print_reconciliation(run: Any, console: Any) -> None:
+    """The reconciliation by meter, its totals and coverage, and where its files are."""
+    from rich.table import Table
+
+    table = Table(
+        title=f"Reconciliation {run.result.month}: Azure cost export vs chargeback", title_justify="left"
+    )
+    for name in ("model", "type", "meter", "billed", "ours", "variance", "token gap", "cause"):
+        table.add_column(name, justify="left" if name in ("model", "type", "meter", "cause") else "right")
+    for line in run.result.lines:
+        table.add_row(
+            safe(line.model),
+            safe(line.deployment_type),
+            safe(line.meter),
+            _cents(line.billed_cost),
+            _cents(line.our_cost),
+            _cents(line.variance),
+            f"{line.token_gap:,.0f}",
+            ", ".join(line.causes),
+        )
+    console.print(table)
+    for currency, t in sorted(run.summary["totals"].items()):
+        console.print(
+            f"{safe(currency)}: invoice {t['billedCost']}, chargeback {t['ourCost']}, variance "
+            f"{t['variance']} = quantity {t['quantityGap']} + price {t['priceGap']} + discount "
+            f"{t['discount']} + unpriced {t['unpriced']}; coverage {t['coveragePct']} %",
+            soft_wrap=True,
+        )
+    for cause, amount in run.summary["causes"].items():
+        console.print(f"  {cause}: {amount}")
+    console.print(f"Reconciliation CSV: {run.csv}", soft_wrap=True)
+    console.print(f"Reconciliation manifest: {run.manifest}", soft_wrap=True)

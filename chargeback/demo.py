@@ -397,6 +397,7 @@ def run(settings: Settings, console: Any, *, month: str | None, events: int, see
     print_statement(settings, publication, console)
     print_alerts(raised, console)
     console.print(f"Store: {settings.chargeback_duckdb_path}   Dead-letters: {settings.deadletter_path}")
+    invoice_and_report(settings, month, publication.version, workdir, console)
     return 0
 
 
@@ -422,4 +423,28 @@ def late_usage(settings: Settings, store: Any, generator: Generator, month: str,
     console.print(
         f"Streams (not buffered by APIM): {superseded} charged from APIM's LLM log "
         f"(UsageSource gateway-log, UsageRevision 1)"
+    )
+
+
+def invoice_and_report(settings: Settings, month: str, version: int, workdir: Path, console: Any) -> None:
+    """The month's Azure invoice (synthetic, with calls that bypassed APIM), reconciled; then the report."""
+    from chargeback.console import print_reconciliation
+    from chargeback.jobs.exports import file_name
+    from chargeback.jobs.sample_invoice import sample_invoice, write_export
+
+    focus = wiring.build_export_store(settings).read(file_name(month, version, "focus.csv")) or b""
+    invoice = sample_invoice(focus, month)
+    files = write_export(workdir / f"cost-export-{month}", invoice.rows)
+    console.print(
+        f"\n[bold]Azure cost export[/bold] (synthetic, FOCUS): {files[0].parent}: "
+        f"{invoice.bypass_tokens:,} gpt-4o global tokens that bypassed APIM "
+        f"({invoice.bypass_cost:.2f}), Azure's list price where our demo rate card cut it "
+        f"mid-month ({invoice.price_gap:.2f}) and the preview model our rate card does not price "
+        f"({invoice.unpriced_cost:.2f})",
+        soft_wrap=True,
+    )
+    print_reconciliation(wiring.monthly_reconciliation(settings, month, files), console)
+    report = wiring.monthly_report(settings, month)
+    console.print(
+        f"\n[bold]Report[/bold] (open it in a browser, works offline): {report.location}", soft_wrap=True
     )

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from chargeback.jobs.budgets import Budget, BudgetCheck
     from chargeback.jobs.exports import Publication
     from chargeback.jobs.gateway_usage import GatewayUsageResult
+    from chargeback.jobs.reconcile import ReconcileRun
     from chargeback.jobs.replay import ReplaySource
     from chargeback.jobs.report import ReportRun
 
@@ -339,6 +340,26 @@ def monthly_report(settings: Settings, month: str, now: datetime | None = None) 
         ptu_deployments=load_ptu_deployments(settings),
         output_weight=output_weight(settings),
         now=now or datetime.now(UTC),
+    )
+
+
+def monthly_reconciliation(
+    settings: Settings, month: str, files: Sequence[Path | str], now: datetime | None = None
+) -> ReconcileRun:
+    """``chargeback reconcile``: publish (or reuse) the month's statement, then compare it with the export."""
+    from chargeback.jobs.exports import file_name
+    from chargeback.jobs.reconcile import reconcile_files
+
+    publication = monthly_statement(settings, month, now)
+    store = build_export_store(settings)
+    focus = store.read(file_name(month, publication.version, "focus.csv")) or b""
+    return reconcile_files(
+        month,
+        files,
+        focus_csv=focus,
+        statement=file_name(month, publication.version, "manifest.json"),
+        store=store,
+        version=publication.version,
     )
 
 

@@ -159,3 +159,35 @@ def test_demo_generates_ingests_and_reports_a_month(tmp_path: Path, monkeypatch:
     lines = (tmp_path / "demo" / "events-2026-10.jsonl").read_bytes().splitlines()
     assert len(lines) > 400  # redeliveries and broken events on top of the 400 calls
     assert json.loads(lines[0])["schemaVersion"] == "1"
+
+
+def test_demo_ends_with_the_invoice_reconciled_to_the_cent_and_the_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+):
+    """demo: its Azure invoice is explained to the cent, each planted gap named, and the report written."""
+    from decimal import Decimal
+
+    from chargeback.jobs.sample_invoice import sample_invoice
+
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "exports"
+    args = ["demo", "--events", "600", "--month", "2026-10", "--db", str(tmp_path / "demo.duckdb")]
+    assert main([*args, "--deadletter", str(tmp_path / "dl"), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    report = out / "chargeback-2026-10.report.html"
+    assert str(report) in printed
+    assert "bypassed-apim" in printed
+    manifest = json.loads((out / "chargeback-2026-10.reconcile.json").read_text())
+    invoice = sample_invoice((out / "chargeback-2026-10.focus.csv").read_bytes(), "2026-10")
+    assert invoice.bypass_tokens > 0
+    totals = manifest["totals"]["USD"]
+    planted = invoice.bypass_cost + invoice.price_gap + invoice.unpriced_cost
+    assert Decimal(totals["variance"]) == planted.quantize(Decimal("0.01"))
+    assert Decimal(totals["quantityGap"]) == invoice.bypass_cost.quantize(Decimal("0.01"))
+    assert Decimal(totals["priceGap"]) == invoice.price_gap.quantize(Decimal("0.01"))
+    assert Decimal(totals["unpriced"]) == invoice.unpriced_cost.quantize(Decimal("0.01"))
+    assert set(manifest["causes"]) == {"bypassed-apim", "price", "unpriced"}
+    html = report.read_text(encoding="utf-8")
+    for team in ("Customer Support Bot", "Marketing Content", "Data Science Lab", "Enterprise Search"):
+        assert team in html
+    assert "bypassed-apim" in html
