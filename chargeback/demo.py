@@ -439,8 +439,8 @@ def invoice_and_report(settings: Settings, month: str, version: int, workdir: Pa
         f"\n[bold]Azure cost export[/bold] (synthetic, FOCUS): {files[0].parent}: "
         f"{invoice.bypass_tokens:,} gpt-4o global tokens that bypassed APIM "
         f"({invoice.bypass_cost:.2f}), Azure's list price where our demo rate card cut it "
-        f"mid-month ({invoice.price_gap:.2f}) and the preview model our rate card does not price "
-        f"({invoice.unpriced_cost:.2f})",
+        f"mid-month ({invoice.price_gap:.2f}) and the model our rate card does not price, billed at "
+        f"a made-up price ({invoice.unpriced_cost:.2f})",
         soft_wrap=True,
     )
     print_reconciliation(wiring.monthly_reconciliation(settings, month, files), console)

@@ -12,7 +12,7 @@ tokens. Written as gzipped CSV split in parts, the way a partitioned export land
 reconciliation must find to the cent: calls that bypassed APIM (extra tokens of one deployment
 type, billed but never seen by the gateway), any mid-month price cut that exists only in our rate
 card (Azure bills the month at one list price, the highest our statement used for the meter), and
-usage our rate card left unpriced, which Azure bills at its own price.
+usage our rate card left unpriced, which Azure bills anyway (at a made-up price, ``UNPRICED_AT``).
 """
 
 from __future__ import annotations
@@ -28,14 +28,12 @@ from decimal import Decimal
 from pathlib import Path
 
 MILLION = Decimal(1_000_000)
-# Azure's list prices (per 1M tokens, Global) of the demo's preview model that its rate card leaves
-# unpriced: gpt-4o-realtime-preview text tokens.
-AZURE_PRICES: Mapping[str, Mapping[str, Decimal]] = {
-    "gpt-4o-realtime-preview": {
-        "input": Decimal("5.00"),
-        "cached-input": Decimal("2.50"),
-        "output": Decimal("20.00"),
-    }
+# What the synthetic invoice bills for usage our rate card leaves unpriced (Azure bills it anyway):
+# made up for the demo, at gpt-4.1's Global list price per 1M tokens.
+UNPRICED_AT: Mapping[str, Decimal] = {
+    "input": Decimal("2.00"),
+    "cached-input": Decimal("0.50"),
+    "output": Decimal("8.00"),
 }
 DIRECTIONS = {"input": "Inp", "cached-input": "cchd Inp", "output": "Outp"}
 SCOPES = {
@@ -255,12 +253,12 @@ def sample_invoice(
     bypass_model: str = "gpt-4o",
     bypass_type: str = "global",
     bypass_share: Decimal = Decimal("0.04"),
-    azure_prices: Mapping[str, Mapping[str, Decimal]] = AZURE_PRICES,
+    unpriced_at: Mapping[str, Decimal] = UNPRICED_AT,
 ) -> SampleInvoice:
     """Bill a statement's usage as Azure would, plus ``bypass_share`` more tokens that skipped APIM.
 
-    Usage our rate card left unpriced is billed at ``azure_prices`` (model → meter → price per 1M),
-    as Azure bills it whatever our rate card says; a model missing there is left out.
+    Usage our rate card left unpriced is billed at ``unpriced_at`` (meter → price per 1M), as Azure
+    bills it whatever our rate card says.
     """
     priced: dict[tuple[str, str, str], dict[Decimal, int]] = defaultdict(lambda: defaultdict(int))
     unpriced: dict[tuple[str, str, str], int] = defaultdict(int)
@@ -270,14 +268,14 @@ def sample_invoice(
         key = (row["x_Model"], row["x_DeploymentType"], row["x_Meter"])
         if row.get("ListUnitPrice"):
             priced[key][Decimal(row["ListUnitPrice"])] += int(row["x_Tokens"])
-        elif row["x_Meter"] in azure_prices.get(row["x_Model"], {}):
+        elif row["x_Meter"] in unpriced_at:
             unpriced[key] += int(row["x_Tokens"])
     rows: list[dict[str, str]] = []
     bypass_tokens, bypass_cost, price_gap, unpriced_cost = 0, Decimal(0), Decimal(0), Decimal(0)
     for day, key in enumerate(sorted(set(priced) | set(unpriced))):
         model, kind, meter = key
         prices = priced.get(key, {})
-        list_price = max(prices) if prices else azure_prices[model][meter]
+        list_price = max(prices) if prices else unpriced_at[meter]
         used = sum(prices.values()) + unpriced.get(key, 0)
         price_gap += sum(
             ((list_price - price) * count / MILLION for price, count in prices.items()), Decimal(0)
