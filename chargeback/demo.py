@@ -429,8 +429,8 @@ def late_usage(settings: Settings, store: Any, generator: Generator, month: str,
 def invoice_and_report(settings: Settings, month: str, version: int, workdir: Path, console: Any) -> None:
     """The month's Azure invoice (synthetic, with calls that bypassed APIM), reconciled; then the report."""
     from chargeback.console import print_reconciliation
-    from chargeback.jobs.statement import file_name
     from chargeback.jobs.sample_invoice import sample_invoice, write_export
+    from chargeback.jobs.statement import file_name
 
     focus = wiring.build_export_store(settings).read(file_name(month, version, "focus.csv")) or b""
     invoice = sample_invoice(focus, month)

@@ -347,8 +347,8 @@ def monthly_reconciliation(
     settings: Settings, month: str, files: Sequence[Path | str], now: datetime | None = None
 ) -> ReconcileRun:
     """``chargeback reconcile``: publish (or reuse) the month's statement, then compare it with the export."""
-    from chargeback.jobs.statement import file_name
     from chargeback.jobs.reconcile import reconcile_files
+    from chargeback.jobs.statement import file_name
 
     publication = monthly_statement(settings, month, now)
     store = build_export_store(settings)
