@@ -22,9 +22,12 @@ from tests.policy_harness.runner import (
     CAPTURE_STREAMS_NAMED_VALUE,
     LOGGER_NAMED_VALUE,
     CompiledPolicy,
+    disallowed_references,
     fragment_host_policy,
     is_expression,
+    member_references,
     mono_available,
+    monodis_available,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -767,3 +770,47 @@ def test_transcription_sends_the_reported_duration_not_the_transcript(played: di
     assert doc["billableUnits"] == {"audioSeconds": 12.5}
     assert "SECRET-PROMPT" not in json.dumps(doc)
     assert str(event.units.audio_seconds) == "12.5"
+
+
+# --- APIM's allowed types and members ------------------------------------------------------------
+
+
+@requires_mono
+@pytest.mark.parametrize("variant", ["policy", "fragment"])
+def test_expressions_use_only_the_types_and_members_apim_documents(variant: str, tmp_path: Path) -> None:
+    """Every type and member the compiled expressions reference is on APIM's documented list."""
+    if not monodis_available():
+        pytest.fail("monodis (mono-utils) is required: run scripts/install-tools")
+    document = ET.parse(POLICY).getroot() if variant == "policy" else fragment_host_policy()
+    references = member_references(document, tmp_path)
+    assert "Newtonsoft.Json.Linq.JObject::Parse" in references
+    assert "ApimStandIn.MessageBody::As" in references
+    assert disallowed_references(references) == []
+
+
+@requires_mono
+def test_the_allowed_types_check_refuses_what_mono_compiles_but_apim_rejects(tmp_path: Path) -> None:
+    """File I/O, DateTime.ToUniversalTime, Regex.Escape, Environment, undocumented context: refused."""
+    if not monodis_available():
+        pytest.fail("monodis (mono-utils) is required: run scripts/install-tools")
+    expressions = [
+        '@(System.IO.File.Exists("/etc/passwd"))',
+        "@(DateTime.UtcNow.ToUniversalTime().ToString())",
+        '@(Regex.Escape("a.b"))',
+        "@(Environment.MachineName)",
+        "@(context.Request.Body.Peek())",
+    ]
+    body = "".join(
+        f'<set-variable name="v{i}" value="{e.replace(chr(34), "&quot;")}" />'
+        for i, e in enumerate(expressions)
+    )
+    document = ET.fromstring(f"<policies><inbound>{body}</inbound></policies>")
+    refused = " ".join(disallowed_references(member_references(document, tmp_path)))
+    for needle in (
+        "System.IO.File::Exists",
+        "System.DateTime::ToUniversalTime",
+        "System.Text.RegularExpressions.Regex::Escape",
+        "System.Environment::get_MachineName",
+        "ApimStandIn.MessageBody::Peek",
+    ):
+        assert needle in refused

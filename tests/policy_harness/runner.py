@@ -294,3 +294,116 @@ class CompiledPolicy:
         if done.returncode != 0:
             raise RuntimeError(f"mono failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
         return {result["name"]: result for result in json.loads(done.stdout)}
+
+
+# --- APIM's allowed types ----------------------------------------------------------------------
+
+ALLOWED_TYPES_FILE = HARNESS / "apim_allowed_types.json"
+STAND_IN = "ApimStandIn."
+_GENERIC_ARGS = re.compile(r"<[^<>]*>")
+
+
+def monodis_available() -> bool:
+    """True when monodis (Debian mono-utils) can list an assembly's member references."""
+    return bool(shutil.which("monodis"))
+
+
+def _normalised_type(name: str) -> str:
+    """A documented ``List<T>`` or ``Dictionary<TKey, TValue>`` as IL names it (``List`1``)."""
+    match = re.fullmatch(r"(?P<base>[^<]+)<(?P<args>[^>]+)>", name.replace("\\", ""))
+    if match is None:
+        return name
+    return f"{match['base']}`{len(match['args'].split(','))}"
+
+
+def _member_name(member: str) -> str:
+    if member == ".ctor":
+        return "(Constructor)"
+    for prefix in ("get_", "set_", "add_", "remove_"):
+        if member.startswith(prefix):
+            return member[len(prefix) :]
+    return member
+
+
+def member_references(
+    policy: ET.Element, workdir: Path, named_values: dict[str, str] | None = None
+) -> set[str]:
+    """Every ``Type::Member`` the policy's expressions reference, read from the compiled IL.
+
+    The expressions alone (no driver, no stand-in) are compiled into a library against the
+    stand-in compiled separately, and ``monodis --memberref`` lists what their IL calls: what
+    the compiler bound, overloads, properties and inherited members resolved, not a text search.
+    """
+    program = program_for(policy, named_values)
+    workdir.mkdir(parents=True, exist_ok=True)
+    lines = [USINGS, "public static class Expressions", "{"]
+    for expr in program.expressions:
+        body = expr.code[1:]
+        if expr.is_block:
+            lines += [f"    public static object {expr.method}(Context context)", "    " + body]
+        else:
+            lines.append(f"    public static object {expr.method}(Context context) {{ return {body}; }}")
+    lines.append("}")
+    (workdir / "Expressions.cs").write_text("\n".join(lines), encoding="utf-8")
+    common = ["mcs", "-langversion:7", "-nologo", "-warn:0", "-target:library", f"-r:{NEWTONSOFT}"]
+    for args in (
+        [f"-out:{workdir / 'ApimStandIn.dll'}", str(HARNESS / "ApimContext.cs")],
+        [
+            f"-r:{workdir / 'ApimStandIn.dll'}",
+            "-r:System.Core.dll",
+            f"-out:{workdir / 'Expressions.dll'}",
+            str(workdir / "Expressions.cs"),
+        ],
+    ):
+        built = subprocess.run([*common, *args], capture_output=True, text=True, check=False)
+        if built.returncode != 0:
+            raise RuntimeError(f"mcs failed:\n{built.stdout}\n{built.stderr}")
+    listed = subprocess.run(
+        ["monodis", "--memberref", str(workdir / "Expressions.dll")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    found: set[str] = set()
+    for line in listed.stdout.splitlines():
+        if "Resolved:" not in line:
+            continue
+        text = line.split("Resolved:", 1)[1].strip().removeprefix("class ").removeprefix("valuetype ")
+        text = re.sub(r"^\[[^\]]+\]", "", text)
+        while _GENERIC_ARGS.search(text):
+            text = _GENERIC_ARGS.sub("", text)
+        if text.endswith("..ctor"):
+            type_name, member = text[: -len("..ctor")], ".ctor"
+        else:
+            type_name, _, member = text.rpartition(".")
+        found.add(f"{type_name}::{member}")
+    return found
+
+
+def disallowed_references(references: set[str]) -> list[str]:
+    """The references APIM's documented list does not allow (types, members, context members)."""
+    spec = json.loads(ALLOWED_TYPES_FILE.read_text(encoding="utf-8"))
+    allowed = {_normalised_type(name): members for name, members in spec["types"].items()}
+    context = spec["context"]
+    compiler = {name: members for name, members in spec["compiler"].items() if not name.startswith("$")}
+    refused = []
+    for reference in sorted(references):
+        type_name, member = reference.split("::")
+        name = _member_name(member)
+        if type_name.startswith(STAND_IN):
+            if name not in context.get(type_name[len(STAND_IN) :], []):
+                refused.append(f"{reference} (not in APIM's context model)")
+            continue
+        if name in compiler.get(type_name, []):
+            continue
+        outer = type_name.split("/")[0]  # a nested type (List`1/Enumerator) belongs to its outer type
+        members = allowed.get(type_name, allowed.get(outer) if outer != type_name else None)
+        if members is None:
+            refused.append(f"{reference} (type not allowed)")
+        elif members.startswith("All"):
+            excluded = members.partition("except of:")[2]
+            if name in {part.strip() for part in excluded.split(",") if part.strip()}:
+                refused.append(f"{reference} (member excluded)")
+        elif name not in {part.strip() for part in members.split(",")}:
+            refused.append(f"{reference} (member not allowed; allowed: {members})")
+    return refused
