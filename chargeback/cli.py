@@ -26,8 +26,84 @@ from chargeback.console import (
     safe,
 )
 from chargeback.edges.jsonl import DEFAULT_BATCH
-from chargeback.errors import ChargebackError
+from chargeback.errors import ChargebackError, InputMissing, Reason
 from chargeback.settings import Settings
+
+DESCRIPTION = """Chargeback for a shared Azure OpenAI service: ingest usage events, publish
+monthly FOCUS and finance statements, check budgets."""
+EPILOG = """exit codes:
+  0  the run worked (rejected events are dead-lettered, not errors)
+  1  a fault the command did not foresee (run with -v for the traceback)
+  2  a bad argument, setting or configuration file, or a missing file or store
+  3  a statement refused: a month with no usage (use --allow-empty) or totals that do not agree
+
+chargeback COMMAND --help shows each command's options."""
+
+EXIT_OK, EXIT_FAULT, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2, 3
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: what is wrong and where the help is (exit 2), no usage dump."""
+
+    def error(self, message: str) -> Any:  # argparse's signature is NoReturn
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def month_arg(text: str) -> str:
+    """``--month``: YYYY-MM."""
+    from chargeback.jobs.rollup import month_window
+
+    try:
+        month_window(text)
+    except ChargebackError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a month: use YYYY-MM, e.g. 2026-10") from None
+    return text.strip()
+
+
+def instant_arg(text: str) -> Any:
+    """``--as-of``: an ISO 8601 date or instant (UTC when no offset is given)."""
+    from datetime import UTC, datetime
+
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO date or instant: use e.g. 2026-10-31 or 2026-10-31T23:00:00Z"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def positive_int(text: str) -> int:
+    """A whole number greater than 0 (``--events``, ``--batch-size``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value} must be greater than 0")
+    return value
+
+
+def _require_inputs(settings: Settings, *, budgets: bool = True) -> None:
+    """Refuse to run on a store or budgets file that does not exist (never create one in its place).
+
+    A mistyped ``--db`` would otherwise open a new, empty store and publish an all-zero statement
+    that supersedes the real one; a missing budgets file would publish blank cost centers.
+    """
+    queries_store = settings.chargeback_sink == "duckdb" and not settings.log_analytics_workspace_id
+    if queries_store and not Path(settings.chargeback_duckdb_path).is_file():
+        raise InputMissing(
+            f"no store at {settings.chargeback_duckdb_path}: check --db (or CHARGEBACK_DUCKDB_PATH); "
+            "this command never creates a store"
+        )
+    if budgets and not settings.budgets.is_file():
+        raise InputMissing(
+            f"no budgets file at {settings.budgets}: check --budgets (or BUDGETS_PATH), "
+            "or pass --allow-missing-budgets to publish without cost centers and budgets"
+        )
+    if settings.deployments_path and not settings.deployments.is_file():
+        raise InputMissing(f"no deployments map at {settings.deployments}: check --deployments")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -49,7 +125,7 @@ def cmd_ingest(args: argparse.Namespace, console: Any) -> int:
     paths = [Path(p) for p in args.paths]
     missing = [str(p) for p in paths if str(p) != "-" and not p.exists()]
     if missing:
-        raise ChargebackError(f"no such file: {', '.join(missing)}")
+        raise InputMissing(f"no such file: {', '.join(missing)}: check the path")
     summary = ingest_files(paths, settings, batch_size=args.batch_size, progress=console.is_terminal)
     print_summary(summary, console)
     console.print(
@@ -113,7 +189,8 @@ def cmd_replay(args: argparse.Namespace, console: Any) -> int:
 def cmd_rollup(args: argparse.Namespace, console: Any) -> int:
     """Monthly statement: KQL rollup, FOCUS + summary CSVs (a new version only if the data changed)."""
     settings = _settings(args)
-    publication = wiring.monthly_statement(settings, args.month)
+    _require_inputs(settings, budgets=not args.allow_missing_budgets)
+    publication = wiring.monthly_statement(settings, args.month, allow_empty=args.allow_empty)
     print_statement(settings, publication, console)
     return 0
 
@@ -125,8 +202,8 @@ def cmd_budgets_check(args: argparse.Namespace, console: Any) -> int:
     from chargeback.jobs.rollup import month_of
 
     settings = _settings(args)
-    now = datetime.fromisoformat(args.as_of.replace("Z", "+00:00")) if args.as_of else datetime.now(UTC)
-    now = now if now.tzinfo else now.replace(tzinfo=UTC)
+    _require_inputs(settings)
+    now = args.as_of or datetime.now(UTC)
     month = args.month or month_of(now)
     if args.dry_run:
         return budgets_dry_run(settings, month, now, console)
@@ -170,13 +247,16 @@ def budgets_dry_run(settings: Settings, month: str, now: Any, console: Any) -> i
 def cmd_reconcile(args: argparse.Namespace, console: Any) -> int:
     """Statement vs the Azure Cost Management export (FOCUS) of the same month, by meter."""
     settings = _settings(args)
+    _require_inputs(settings)
     print_reconciliation(wiring.monthly_reconciliation(settings, args.month, args.cost_export), console)
     return 0
 
 
 def cmd_report(args: argparse.Namespace, console: Any) -> int:
     """The month's statement as one self-contained HTML file beside the CSVs."""
-    run = wiring.monthly_report(_settings(args), args.month)
+    settings = _settings(args)
+    _require_inputs(settings)
+    run = wiring.monthly_report(settings, args.month)
     console.print(f"Report (statement version {run.version}): {run.location}", soft_wrap=True)
     return 0
 
@@ -258,7 +338,12 @@ def _read_text(path: Path) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; every command and option is documented in the README."""
-    parser = argparse.ArgumentParser(prog="chargeback", description=__doc__.splitlines()[0])
+    parser = _Parser(
+        prog="chargeback",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every batch (default: errors only)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -273,15 +358,15 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("paths", nargs="+", metavar="PATH", help="JSONL file, .jsonl.gz, or - for stdin")
     storage_options(ingest)
     ingest.add_argument(
-        "--batch-size", type=int, default=DEFAULT_BATCH, help="events per batch (memory bound)"
+        "--batch-size", type=positive_int, default=DEFAULT_BATCH, help="events per batch (memory bound)"
     )
     ingest.set_defaults(handler=cmd_ingest)
 
     demo = commands.add_parser("demo", help="generate a realistic month, ingest it and report it")
     storage_options(demo)
     demo.add_argument("--out", type=Path, help="exports folder (EXPORTS_PATH)")
-    demo.add_argument("--month", help="month to simulate, YYYY-MM (default: last month)")
-    demo.add_argument("--events", type=int, default=6000, help="number of calls to simulate")
+    demo.add_argument("--month", type=month_arg, help="month to simulate, YYYY-MM (default: last month)")
+    demo.add_argument("--events", type=positive_int, default=6000, help="number of calls to simulate")
     demo.add_argument("--seed", type=int, default=7, help="random seed (same seed, same month)")
     demo.set_defaults(handler=cmd_demo)
 
@@ -312,17 +397,25 @@ def build_parser() -> argparse.ArgumentParser:
     replay.set_defaults(handler=cmd_replay)
 
     rollup = commands.add_parser("rollup", help="monthly FOCUS and finance CSV exports of a month")
-    rollup.add_argument("--month", required=True, help="month to roll up, YYYY-MM")
+    rollup.add_argument("--month", type=month_arg, required=True, help="month to roll up, YYYY-MM")
     rollup.add_argument("--db", type=Path, help="DuckDB store file (CHARGEBACK_DUCKDB_PATH)")
     rollup.add_argument("--out", type=Path, help="exports folder (EXPORTS_PATH)")
     rollup.add_argument(
         "--deployments", type=Path, help="deployments map CSV with PTU costs (DEPLOYMENTS_PATH)"
     )
     rollup.add_argument("--budgets", type=Path, help="budgets CSV (BUDGETS_PATH)")
+    rollup.add_argument(
+        "--allow-empty", action="store_true", help="publish a month without usage (refused by default)"
+    )
+    rollup.add_argument(
+        "--allow-missing-budgets",
+        action="store_true",
+        help="publish without a budgets file (no cost centers, no budgets; refused by default)",
+    )
     rollup.set_defaults(handler=cmd_rollup)
 
     report = commands.add_parser("report", help="the month's statement as one self-contained HTML file")
-    report.add_argument("--month", required=True, help="month to report, YYYY-MM")
+    report.add_argument("--month", type=month_arg, required=True, help="month to report, YYYY-MM")
     report.add_argument("--db", type=Path, help="DuckDB store file (CHARGEBACK_DUCKDB_PATH)")
     report.add_argument("--out", type=Path, help="exports folder (EXPORTS_PATH)")
     report.add_argument("--deployments", type=Path, help="deployments map CSV (DEPLOYMENTS_PATH)")
@@ -332,7 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile = commands.add_parser(
         "reconcile", help="compare a month's statement with the Azure cost export (FOCUS) by meter"
     )
-    reconcile.add_argument("--month", required=True, help="month to reconcile, YYYY-MM")
+    reconcile.add_argument("--month", type=month_arg, required=True, help="month to reconcile, YYYY-MM")
     reconcile.add_argument(
         "--cost-export",
         type=Path,
@@ -381,8 +474,10 @@ def build_parser() -> argparse.ArgumentParser:
     budgets = commands.add_parser("budgets", help="budget checks and alerts")
     budget_commands = budgets.add_subparsers(dest="budgets_command", required=True, metavar="ACTION")
     check = budget_commands.add_parser("check", help="month-to-date spend, forecast and new alerts")
-    check.add_argument("--month", help="month to check, YYYY-MM (default: the current month)")
-    check.add_argument("--as-of", help="check as of this ISO instant (default: now)")
+    check.add_argument("--month", type=month_arg, help="month to check, YYYY-MM (default: the current month)")
+    check.add_argument(
+        "--as-of", type=instant_arg, help="check as of this ISO date or instant, UTC (default: now)"
+    )
     check.add_argument("--db", type=Path, help="DuckDB store file (CHARGEBACK_DUCKDB_PATH)")
     check.add_argument(
         "--deployments", type=Path, help="deployments map CSV with PTU costs (DEPLOYMENTS_PATH)"
@@ -401,7 +496,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``chargeback`` console script."""
     from rich.console import Console
 
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help, --version, or a bad argument (already said in one line)
+        return done.code if isinstance(done.code, int) else EXIT_USAGE
     # The summary tables already report dead-letters; per-batch log lines are for -v.
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.ERROR, format="%(levelname)s %(message)s"
@@ -411,7 +509,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.handler(args, console)
     except ChargebackError as exc:
         console.print(f"[red]error[/red] ({exc.reason}): {safe(exc.detail)}", soft_wrap=True)
-        return 2
+        return EXIT_REFUSED if exc.reason == Reason.STATEMENT_REFUSED else EXIT_USAGE
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # the one place an unforeseen fault becomes a line, not a traceback
+        if args.verbose:
+            raise
+        console.print(
+            f"[red]error[/red] (internal-error): {safe(type(exc).__name__)}: {safe(str(exc))} "
+            "(run with -v for the traceback)",
+            soft_wrap=True,
+        )
+        return EXIT_FAULT
     return code
 
 

@@ -104,24 +104,35 @@ def print_statement(settings: Settings, publication: Any, console: Any) -> None:
 
     data = build_export_store(settings).read(file_name(publication.month, publication.version, "summary.csv"))
     rows = list(csv.DictReader(io.StringIO((data or b"").decode("utf-8"))))
+    from rich import box
+
     table = Table(
-        title=f"Chargeback {publication.month} (version {publication.version})", title_justify="left"
+        title=f"Chargeback {publication.month} (version {publication.version})",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
     )
+    # Short headings so the table stays whole at 80 columns; the CSV keeps the full column names.
     columns = (
-        "SubscriptionId",
-        "CostCenter",
-        "Requests",
-        "TotalCost",
-        "AllocatedCost",
-        "Budget",
-        "BudgetUsedPct",
+        ("SubscriptionId", "Subscription"),
+        ("CostCenter", "Cost ctr"),
+        ("Requests", "Calls"),
+        ("TotalCost", "Tokens"),
+        ("AllocatedCost", "PTU"),
+        ("ChargedCost", "Charged"),
+        ("Budget", "Budget"),
+        ("BudgetUsedPct", "Used %"),
     )
-    for name in columns:
-        table.add_column(name, justify="left" if name in ("SubscriptionId", "CostCenter") else "right")
-    for row in rows:
-        table.add_row(
-            *(safe(row[name]) + (" %" if name == "BudgetUsedPct" and row[name] else "") for name in columns)
+    for name, heading in columns:
+        left = name in ("SubscriptionId", "CostCenter")
+        table.add_column(
+            heading,
+            justify="left" if left else "right",
+            overflow="fold",
+            no_wrap=not left,
+            min_width=13 if name == "SubscriptionId" else len(heading),
         )
+    for row in rows:
+        table.add_row(*(safe(row.get(name, "")) for name, _ in columns))
     console.print(table)
     print_stream_estimates(settings, publication.month, console)
     state = "published" if publication.created else "unchanged, already published"

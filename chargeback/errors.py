@@ -10,12 +10,16 @@
     ├── SinkError                      a writer or store could not take data       (write-failed)
     │   └── SinkUnavailable            ... and it is worth retrying later          (sink-unavailable)
     │                                  (throttled, down, timeout)
-    └── EnforcementError               a budget action (throttle, suspend, lift)   (enforcement-failed)
-                                       failed at the gateway
+    ├── EnforcementError               a budget action (throttle, suspend, lift)   (enforcement-failed)
+    │                                  failed at the gateway
+    ├── InputMissing                   a file or store named for the run does not  (input-missing)
+    │                                  exist (nothing is created in its place)
+    └── StatementError                 a monthly statement that must not be        (statement-refused)
+                                       published (no usage, totals that disagree)
 
 Azure SDK and transport errors become SinkError or SinkUnavailable through one table,
 ``chargeback.edges.azure_errors``. The CLI prints any ChargebackError as one line with its reason
-and exits 2.
+and exits 2 (3 for a refused statement).
 
 A bad event is normally a *value* (a ``Rejection`` built from a ``RejectedEvent``), never an
 exception that fails a batch: validators raise ``RejectedEvent`` and the pipeline turns it into a
@@ -65,6 +69,9 @@ class Reason(StrEnum):
     QUERY_FAILED = "query-failed"
     # Budget enforcement at the gateway (APIM management API)
     ENFORCEMENT_FAILED = "enforcement-failed"
+    # The command line and the monthly close
+    INPUT_MISSING = "input-missing"
+    STATEMENT_REFUSED = "statement-refused"
     # Anything the pipeline did not foresee: still dead-lettered, never lost
     INTERNAL_ERROR = "internal-error"
     # Native code (e.g. tiktoken's Rust core) raised a BaseException while handling one event
@@ -127,3 +134,15 @@ class EnforcementError(ChargebackError):
     """A budget action could not be applied or lifted through the APIM management API."""
 
     reason = Reason.ENFORCEMENT_FAILED
+
+
+class InputMissing(ChargebackError):
+    """A file, folder or store that the run needs does not exist (nothing is created in its place)."""
+
+    reason = Reason.INPUT_MISSING
+
+
+class StatementError(ChargebackError):
+    """A monthly statement that must not be published: no rows, or totals that do not reconcile."""
+
+    reason = Reason.STATEMENT_REFUSED

@@ -313,7 +313,9 @@ def describe(settings: Settings) -> dict[str, Any]:
     }
 
 
-def monthly_statement(settings: Settings, month: str, now: datetime | None = None) -> Publication:
+def monthly_statement(
+    settings: Settings, month: str, now: datetime | None = None, *, allow_empty: bool = False
+) -> Publication:
     """``chargeback rollup --month``: the month's statement, published as a new version if changed."""
     from chargeback.jobs.exports import run_statement
 
@@ -325,6 +327,7 @@ def monthly_statement(settings: Settings, month: str, now: datetime | None = Non
         ptu_deployments=load_ptu_deployments(settings),
         output_weight=output_weight(settings),
         now=now or datetime.now(UTC),
+        allow_empty=allow_empty,
     )
 
 

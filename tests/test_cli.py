@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import subprocess
 import sys
@@ -191,3 +192,109 @@ def test_demo_ends_with_the_invoice_reconciled_to_the_cent_and_the_report(
     for team in ("Customer Support Bot", "Marketing Content", "Data Science Lab", "Enterprise Search"):
         assert team in html
     assert "bypassed-apim" in html
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["budgets", "check", "--as-of", "yesterday"], "'yesterday' is not an ISO date or instant"),
+        (["demo", "--month", "oct"], "'oct' is not a month: use YYYY-MM"),
+        (["demo", "--events", "-5"], "-5 must be greater than 0"),
+        (["rollup", "--month", "2026-13"], "'2026-13' is not a month"),
+        (["ingest", "x.jsonl", "--batch-size", "0"], "0 must be greater than 0"),
+    ],
+)
+def test_bad_arguments_are_one_line_with_the_fix_and_exit_2(argv: list[str], says: str, capsys) -> None:
+    """A bad argument is one stderr line naming it and the help to read, exit 2, no traceback."""
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert says in lines[0]
+    assert "--help" in lines[0]
+    assert "Traceback" not in captured.err + captured.out
+
+
+def test_missing_input_file_is_input_missing_not_internal_error(tmp_path: Path, capsys) -> None:
+    """A missing ingest file is reason input-missing, exit 2."""
+    assert main(["ingest", str(tmp_path / "nope.jsonl"), "--db", str(tmp_path / "x.duckdb")]) == 2
+    out = capsys.readouterr().out
+    assert "input-missing" in out
+    assert "internal-error" not in out
+
+
+def test_rollup_never_creates_a_store_and_never_publishes_a_mistyped_db(tmp_path: Path, capsys) -> None:
+    """rollup on a --db that does not exist: exit 2, no store file created, nothing published."""
+    typo = tmp_path / "chargback.duckdb"
+    out = tmp_path / "exports"
+    assert main(["rollup", "--month", "2026-10", "--db", str(typo), "--out", str(out)]) == 2
+    assert "no store at" in capsys.readouterr().out
+    assert not typo.exists()
+    assert not out.exists()
+
+
+def test_rollup_refuses_an_empty_month_and_a_missing_budgets_file_unless_allowed(
+    tmp_path: Path, config_files, capsys
+) -> None:
+    """An empty month exits 3 and a missing budgets file exits 2, publishing nothing; the flags allow both."""
+    rate_card, deployments = config_files
+    db, out = tmp_path / "s.duckdb", tmp_path / "exports"
+    path = write_jsonl(tmp_path / "e.jsonl", [to_body(make_event())])
+    assert main(["ingest", str(path), "--db", str(db), "--rate-card", str(rate_card)]) == 0
+    capsys.readouterr()
+    base = ["rollup", "--db", str(db), "--out", str(out), "--deployments", str(deployments)]
+    assert main([*base, "--month", "2001-01"]) == 3
+    assert "statement-refused" in capsys.readouterr().out
+    assert not out.exists()
+    assert main([*base, "--month", "2001-01", "--budgets", str(tmp_path / "nope.csv")]) == 2
+    assert "no budgets file" in capsys.readouterr().out
+    assert not out.exists()
+    allowed = [*base, "--month", "2001-01", "--allow-empty", "--budgets", str(tmp_path / "nope.csv")]
+    assert main([*allowed, "--allow-missing-budgets"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "chargeback-2001-01.focus.csv",
+        "chargeback-2001-01.manifest.json",
+        "chargeback-2001-01.summary.csv",
+    ]
+
+
+def test_top_level_help_is_plain_text_with_exit_codes(capsys) -> None:
+    """--help shows no RST markup and lists the exit codes."""
+    assert main(["--help"]) == 0
+    text = capsys.readouterr().out
+    assert "``" not in text
+    assert "exit codes:" in text
+    for code in ("0 ", "1 ", "2 ", "3 "):
+        assert f"\n  {code}" in text
+
+
+def test_statement_table_is_whole_at_80_columns(tmp_path: Path, config_files) -> None:
+    """At 80 columns every heading of the statement table is printed whole and no line is wider."""
+    from rich.console import Console
+
+    rate_card, deployments = config_files
+    db, out = tmp_path / "s.duckdb", tmp_path / "exports"
+    events = [to_body(make_event(timestamp="2026-10-05T10:00:00Z")) for _ in range(1)]
+    path = write_jsonl(tmp_path / "e.jsonl", events)
+    assert main(["ingest", str(path), "--db", str(db), "--rate-card", str(rate_card)]) == 0
+    console = Console(width=80, record=True, file=io.StringIO())
+    from chargeback import cli
+
+    args = cli.build_parser().parse_args(
+        [
+            "rollup",
+            "--month",
+            "2026-10",
+            "--db",
+            str(db),
+            "--out",
+            str(out),
+            "--deployments",
+            str(deployments),
+        ]
+    )
+    assert cli.cmd_rollup(args, console) == 0
+    text = console.export_text()
+    for heading in ("Subscription", "Cost ctr", "Calls", "Tokens", "PTU", "Charged", "Budget", "Used %"):
+        assert heading in text
+    assert max(len(line) for line in text.splitlines()) <= 80

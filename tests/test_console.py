@@ -61,7 +61,8 @@ def test_the_statement_is_read_back_from_the_export_store(tmp_path: Path):
     text = console.export_text()
     assert "Chargeback 2026-10 (version 1)" in text
     assert "team-a" in text
-    assert "35.00 %" in text
+    assert "Used %" in text
+    assert "35.00" in text
     assert "FOCUS CSV:   f.csv (published)" in text
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ from chargeback.edges.exportstore import FolderExportStore
 from chargeback.edges.kqlrun import LocalKqlRunner
 from chargeback.jobs.budgets import load_budgets
 from chargeback.jobs.exports import close_due_month, due_month, publish
-from chargeback.jobs.rollup import run_rollup
+from chargeback.jobs.rollup import largest_remainder, run_rollup
 from chargeback.jobs.statement import build_statement
 from tests import monthdata
 
@@ -76,6 +78,58 @@ def test_changed_data_writes_a_new_version_beside_the_old(october_store: Any, tm
 
     assert manifest["files"]["focus.csv"]["sha256"] == hashlib.sha256(v2).hexdigest()
     assert manifest["files"]["focus.csv"]["rows"] == len(rows(v2))
+    changes = manifest["changes"]
+    v1_manifest = json.loads((tmp_path / "exports" / "chargeback-2026-10.manifest.json").read_text())
+    assert changes["rows"]["focus.csv"] == {
+        "from": v1_manifest["files"]["focus.csv"]["rows"],
+        "to": manifest["files"]["focus.csv"]["rows"],
+    }
+    billed = changes["totals"]["USD"]["focusBilledCost"]
+    assert billed["from"] == v1_manifest["totals"]["USD"]["focusBilledCost"]
+    assert billed["to"] == manifest["totals"]["USD"]["focusBilledCost"]
+    assert Decimal(billed["delta"]) == Decimal(billed["to"]) - Decimal(billed["from"]) > 0
+    assert set(changes["totals"]["USD"]) == {"focusBilledCost", "summaryChargedCost"}
+    assert changes["rateCardVersions"] == {
+        "from": v1_manifest["rateCardVersions"],
+        "to": manifest["rateCardVersions"],
+    }
+
+
+def test_summary_focus_and_manifest_totals_agree_to_the_cent_with_an_idle_ptu(
+    october_store: Any, tmp_path: Path
+) -> None:
+    """With an idle PTU deployment: its cost is a summary line of its own, the summary lines sum to the
+    FOCUS total rounded to the cent, and the manifest records both totals, equal."""
+    rollup = run_rollup(LocalKqlRunner(october_store.connection), "2026-10")
+    ptu = DeploymentMap.load(october_store.config["deployments"]).ptu_deployments()
+    idle = dataclasses.replace(ptu[0], deployment="ptu-idle", ptu_monthly_cost=Decimal("1234.56"))
+    result = build_statement(rollup, load_budgets(october_store.config["budgets"]), [*ptu, idle])
+    focus, summary = rows(result.focus), rows(result.summary)
+    focus_total = sum((Decimal(r["BilledCost"]) for r in focus), Decimal(0))
+    charged = sum((Decimal(r["ChargedCost"]) for r in summary), Decimal(0))
+    assert charged == focus_total.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    assert sum(Decimal(r["TotalCost"]) + Decimal(r["AllocatedCost"]) for r in summary) == charged
+    unallocated = [r for r in summary if r["SubscriptionId"] == "(unallocated)"]
+    assert [(r["ChargedCost"], r["AllocatedCost"]) for r in unallocated] == [("1234.56", "1234.56")]
+    assert "ptu-idle" in unallocated[0]["SubscriptionName"]
+    totals = result.totals["USD"]
+    assert totals["summaryChargedCost"] == totals["focusBilledCostRounded"] == f"{charged:f}"
+    assert totals["focusBilledCost"] == f"{focus_total.quantize(Decimal('0.000001')):f}"
+    assert totals["summaryUnallocatedCost"] == "1234.56"
+    store = FolderExportStore(tmp_path / "exports")
+    publish(store, result, now=datetime(2026, 11, 3, tzinfo=UTC))
+    manifest = json.loads((tmp_path / "exports" / "chargeback-2026-10.manifest.json").read_text())
+    assert manifest["totals"]["USD"] == totals
+
+
+def test_per_team_cents_are_split_by_largest_remainder() -> None:
+    """Lines rounded one by one would sum to 0.02 here; largest remainder makes them sum to the 0.03 total."""
+    weights = {"a": Decimal("0.014"), "b": Decimal("0.014"), "c": Decimal("0.004")}
+    total = sum(weights.values(), Decimal(0)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    assert sum(w.quantize(Decimal("0.01")) for w in weights.values()) == Decimal("0.02")
+    split = largest_remainder(total, weights)
+    assert sum(split.values()) == total == Decimal("0.03")
+    assert split == {"a": Decimal("0.01"), "b": Decimal("0.01"), "c": Decimal("0.01")}
 
 
 def test_due_month_waits_for_the_grace_period() -> None:
@@ -100,7 +154,8 @@ def test_close_due_month_publishes_once_then_does_nothing(october_store: Any, tm
             ptu_deployments=DeploymentMap.load(october_store.config["deployments"]).ptu_deployments(),
         )
 
-    assert close(datetime(2026, 11, 2, tzinfo=UTC)).month == "2026-09"  # October still in its grace
+    assert close(datetime(2026, 11, 2, tzinfo=UTC)) is None  # October in its grace; September has no usage
+    assert not (tmp_path / "exports").exists()
     published = close(datetime(2026, 11, 3, 2, 30, tzinfo=UTC))
     assert (published.month, published.version, published.created) == ("2026-10", 1, True)
     manifest = json.loads((tmp_path / "exports" / "chargeback-2026-10.manifest.json").read_text())

@@ -144,7 +144,7 @@ def invoice_rows(focus: bytes, month: str = "2026-10") -> tuple[list[dict[str, s
     for index, ((model, kind, meter, price), tokens) in enumerate(sorted(grouped.items())):
         name = f"{model}-{DIRECTIONS[meter]}-{SCOPES[kind]}"
         day = f"{index % 27 + 1:02d}"
-        if not price:  # unpriced by us; Azure prices it
+        if not Decimal(price or 0):  # unpriced by us (FOCUS unit price 0); Azure prices it
             rows.append(
                 costexports.focus_row(month, name, quantity=tokens / M, unit_price=REALTIME_PRICE, day=day)
             )

@@ -25,10 +25,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from chargeback.core.pricing import Deployment
 from chargeback.edges.exportstore import ExportStore
 from chargeback.edges.kqlrun import KqlRunner
+from chargeback.errors import StatementError
 from chargeback.jobs.budgets import Budget
 from chargeback.jobs.rollup import DEFAULT_OUTPUT_WEIGHT, month_of, month_window, previous_month, run_rollup
 from chargeback.jobs.statement import (
@@ -93,9 +95,10 @@ def publish(store: ExportStore, statement: Statement, *, now: datetime | None = 
             created,
         )
 
+    previous: dict[str, Any] | None = None
     if latest:
-        manifest = json.loads(store.read(file_name(month, latest, MANIFEST)) or b"{}")
-        files = manifest.get("files", {})
+        previous = json.loads(store.read(file_name(month, latest, MANIFEST)) or b"{}")
+        files = previous.get("files", {})
         if all(files.get(kind, {}).get("sha256") == sha256_hex(data) for kind, data in data_by_kind.items()):
             log.info("statement %s unchanged: version %d stands", month, latest)
             return pub(latest, False)
@@ -108,7 +111,7 @@ def publish(store: ExportStore, statement: Statement, *, now: datetime | None = 
     for kind, data in data_by_kind.items():
         if existing[kind] is None:
             store.create(file_name(month, version, kind), data)
-    body = render_manifest(statement, version, latest, now or datetime.now(UTC))
+    body = render_manifest(statement, version, latest, now or datetime.now(UTC), previous)
     store.create(file_name(month, version, MANIFEST), body)
     log.info("statement %s published as version %d", month, version)
     return pub(version, True)
@@ -134,11 +137,21 @@ def run_statement(
     ptu_deployments: Sequence[Deployment],
     output_weight: Decimal = DEFAULT_OUTPUT_WEIGHT,
     now: datetime,
+    allow_empty: bool = False,
 ) -> Publication:
-    """Roll up a month (KQL), render both CSVs and publish them (a new version only if changed)."""
-    statement = build_statement(
-        run_rollup(runner, month), budgets, ptu_deployments, output_weight=output_weight
-    )
+    """Roll up a month (KQL), render both CSVs and publish them (a new version only if changed).
+
+    A month without a single usage row is refused (StatementError) unless ``allow_empty``: an
+    empty statement is nearly always a wrong store, workspace or month, and publishing it would
+    supersede the real one.
+    """
+    rollup = run_rollup(runner, month)
+    if not rollup.lines and not allow_empty:
+        raise StatementError(
+            f"{month} has no usage rows in this store or workspace: check --db / --month "
+            "(or pass --allow-empty to publish an empty statement on purpose)"
+        )
+    statement = build_statement(rollup, budgets, ptu_deployments, output_weight=output_weight)
     return publish(store, statement, now=now)
 
 
@@ -156,12 +169,21 @@ def close_due_month(
 
     The due month is the last closed month whose grace hours have passed (late events are in).
     Once its statement exists, later runs do nothing (None); ``chargeback rollup --month`` re-runs
-    a month on purpose (a new version only if the data changed).
+    a month on purpose (a new version only if the data changed). A month without usage is not
+    published (None, with a warning): an empty statement is only published on purpose.
     """
     month = due_month(now, grace_hours)
     version = published_version(store, month)
     if version:
         log.info("monthly rollup: %s already published (version %d); nothing to do", month, version)
+        return None
+    if not run_rollup(runner, month).lines:
+        log.warning(
+            "monthly rollup: %s has no usage; nothing published (chargeback rollup --month %s "
+            "--allow-empty publishes an empty statement on purpose)",
+            month,
+            month,
+        )
         return None
     publication = run_statement(
         runner,

@@ -6,7 +6,7 @@ the unit price of each meter. That result has hundreds of rows whatever the traf
 downstream regroups it in Python with Decimals, and no raw row ever reaches pandas:
 
 - ``meter_charges``: one charge per subscription x model x deployment type x meter (input, cached
-  input, output) x unit price, for the FOCUS export. ``Quantity`` is tokens / 1M and
+  input, output) x unit price x region x tags, for the FOCUS export. ``Quantity`` is tokens / 1M and
   ``Cost = Quantity x UnitPrice`` exactly; the KQL float sum is checked against it.
 - ``subscription_totals``: requests, tokens and per-token cost per subscription, for the summary.
 - ``ptu_weighted_tokens``: the token shares of each provisioned (PTU) deployment.
@@ -30,6 +30,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
+from chargeback.core.focus import tags_column
 from chargeback.core.pricing import Deployment
 from chargeback.edges.kqlrun import KqlRunner
 from chargeback.errors import ConfigError
@@ -150,6 +151,8 @@ class RollupLine:
     pricing_status: str
     currency: str
     usage_source: str
+    region: str
+    tags: str
     input_price: Decimal | None
     cached_input_price: Decimal | None
     output_price: Decimal | None
@@ -178,6 +181,8 @@ class RollupLine:
             pricing_status=to_text(record["PricingStatus"]),
             currency=to_text(record["Currency"]),
             usage_source=to_text(record["UsageSource"]),
+            region=to_text(record.get("Region")),
+            tags=tags_column(to_text(record.get("TagsText"))),
             input_price=to_price(record["InputPricePer1M"]),
             cached_input_price=to_price(record["CachedInputPricePer1M"]),
             output_price=to_price(record["OutputPricePer1M"]),
@@ -274,6 +279,8 @@ class MeterCharge:
     pricing_status: str
     currency: str
     unit_price: Decimal | None
+    region: str = ""
+    tags: str = ""
     requests: int = 0
     tokens: int | Decimal = (
         0  # the quantity in the meter's counting unit: tokens, images, seconds, characters
@@ -306,6 +313,8 @@ class MeterCharge:
             self.pricing_status,
             self.currency,
             price,
+            self.region,
+            self.tags,
         )
 
 
@@ -327,6 +336,8 @@ def meter_charges(rollup: Rollup) -> list[MeterCharge]:
                 line.pricing_status,
                 line.currency,
                 price,
+                line.region,
+                line.tags,
             )
             charge = charges.get(key)
             if charge is None:
@@ -339,6 +350,8 @@ def meter_charges(rollup: Rollup) -> list[MeterCharge]:
                     line.pricing_status,
                     line.currency,
                     price,
+                    line.region,
+                    line.tags,
                 )
             charge.subscription_name = max(charge.subscription_name, line.subscription_name)
             charge.requests += line.requests

@@ -10,12 +10,21 @@ BillingAccountId, BillingAccountName, BillingCurrency, BillingPeriodEnd, Billing
 ChargeCategory, ChargeClass, ChargeDescription, ChargePeriodEnd, ChargePeriodStart, ContractedCost,
 EffectiveCost, InvoiceIssuerName, ListCost, PricingQuantity, PricingUnit, ProviderName,
 PublisherName, ServiceCategory, ServiceName), the conditional ones that apply, then ``x_`` columns.
-Usage rows, one per meter (DESIGN's meter names; ``x_Meter``) and unit price: token meters have
-PricingUnit ``1M Tokens`` and PricingQuantity = tokens / 1M; ``images`` ``Images`` (one each);
-``audio-seconds`` ``Hours`` (seconds / 3600); ``characters`` ``1M Characters``. ListUnitPrice = the
-rate card price per that unit, and BilledCost = EffectiveCost = ListCost = ContractedCost = PricingQuantity x
-ListUnitPrice (exact; printed with 6 decimals, quantities with 12). PTU allocation rows: PricingUnit
-``Months``, ListUnitPrice = the deployment's monthly cost, PricingQuantity = allocated / monthly cost.
+Usage rows, one per meter (DESIGN's meter names; ``x_Meter``), unit price, region and tag set. Units
+follow the FOCUS unit format (``chargeback.core.focus.focus_unit``): token meters have PricingUnit
+``1000000 Tokens`` and PricingQuantity = tokens / 1M; ``images`` ``Images`` (one each);
+``audio-seconds`` ``Hours`` (seconds / 3600); ``characters`` ``1000000 Characters``. ListUnitPrice =
+the rate card price per that unit, and BilledCost = EffectiveCost = ListCost = ContractedCost =
+PricingQuantity x ListUnitPrice (exact; printed with 6 decimals, quantities with 12). PTU allocation
+rows: PricingUnit ``Months``, ListUnitPrice = the deployment's monthly cost, PricingQuantity =
+allocated / monthly cost, ResourceId = the deployment.
+
+Unpriced usage (a model or meter without a rate card price) is still a Usage row, as FOCUS requires
+a unit price and a SKU price id on every Usage row: it is charged 0 at ListUnitPrice 0 under its own
+SkuPriceId (``.../unpriced``), and says so in ``x_PricingStatus``, ``SkuPriceDetails`` and the
+ChargeDescription; once a price exists, the re-run publishes a new version with the real cost.
+Region and Tags come from the calls (``RegionId``/``RegionName``, FOCUS ``Tags`` JSON). Issuer and
+provider: see ``chargeback.core.focus``.
 """
 
 from __future__ import annotations
@@ -28,12 +37,22 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from chargeback.core.focus import (
+    ISSUER,
+    PUBLISHER,
+    focus_unit,
+    invoice_id,
+    region_id,
+    region_name,
+    sku_price_details,
+)
 from chargeback.core.pricing import Deployment
 from chargeback.core.textsafe import csv_cell
 from chargeback.edges.kqlrun import load_query
+from chargeback.errors import StatementError
 from chargeback.jobs.budgets import Budget
 from chargeback.jobs.rollup import (
     CENT,
@@ -42,6 +61,7 @@ from chargeback.jobs.rollup import (
     PtuAllocation,
     Rollup,
     allocate_ptu,
+    largest_remainder,
     meter_charges,
     ptu_weighted_tokens,
     rollup_ptu_lines,
@@ -53,12 +73,11 @@ log = logging.getLogger("chargeback.jobs.statement")
 FOCUS_VERSION = "1.2"
 BILLING_ACCOUNT_ID = "aoai-shared-service"
 BILLING_ACCOUNT_NAME = "Azure OpenAI shared service (APIM chargeback)"
-PROVIDER = "Microsoft"
 SERVICE_NAME = "Azure OpenAI"
 SERVICE_CATEGORY = "AI and Machine Learning"
 SERVICE_SUBCATEGORY = "Generative AI"
-TOKEN_UNIT = "1M Tokens"
-PTU_UNIT = "Months"
+TOKEN_UNIT = focus_unit("1M tokens")
+PTU_UNIT = focus_unit("1 month")
 METER_NAMES = {
     "input": "Input Tokens",
     "cached-input": "Cached Input Tokens",
@@ -73,14 +92,13 @@ METER_NAMES = {
     "audio-seconds": "Audio Seconds",
     "characters": "Characters",
 }
-# Per meter: (PricingUnit, ConsumedUnit, what one price covers in words). Token meters follow
-# TOKEN_UNIT; per-unit meters use FOCUS's plural units: images each, audio per hour, characters
-# in the same block as tokens.
+# Per meter: (PricingUnit, ConsumedUnit, what one price covers in words), in FOCUS unit format
+# from the rate card's own units (chargeback.core.focus.focus_unit): a new meter adds a line here.
 METER_UNITS: dict[str, tuple[str, str, str]] = {
-    **dict.fromkeys(list(METER_NAMES)[:9], (TOKEN_UNIT, "Tokens", "per 1M tokens")),
-    "images": ("Images", "Images", "per image"),
-    "audio-seconds": ("Hours", "Seconds", "per hour of audio"),
-    "characters": (TOKEN_UNIT.replace("Tokens", "Characters"), "Characters", "per 1M characters"),
+    **dict.fromkeys(list(METER_NAMES)[:9], (TOKEN_UNIT, focus_unit("tokens"), "per 1M tokens")),
+    "images": (focus_unit("1 image"), focus_unit("images"), "per image"),
+    "audio-seconds": (focus_unit("1 hour"), focus_unit("seconds"), "per hour of audio"),
+    "characters": (focus_unit("1M characters"), focus_unit("characters"), "per 1M characters"),
 }
 USAGE_SOURCES = ("reported", "stream-usage", "recounted", "estimated")
 
@@ -110,19 +128,31 @@ FOCUS_MANDATORY = (
 FOCUS_OPTIONAL = (
     "BillingAccountType",
     "ChargeFrequency",
+    "CommitmentDiscountStatus",
     "ConsumedQuantity",
     "ConsumedUnit",
     "ContractedUnitPrice",
+    "InvoiceId",
     "ListUnitPrice",
     "PricingCategory",
     "PricingCurrency",
+    "PricingCurrencyContractedUnitPrice",
+    "PricingCurrencyEffectiveCost",
+    "PricingCurrencyListUnitPrice",
+    "RegionId",
+    "RegionName",
+    "ResourceId",
+    "ResourceName",
+    "ResourceType",
     "ServiceSubcategory",
     "SkuId",
     "SkuMeter",
+    "SkuPriceDetails",
     "SkuPriceId",
     "SubAccountId",
     "SubAccountName",
     "SubAccountType",
+    "Tags",
 )
 FOCUS_EXTENSIONS = (
     "x_Model",
@@ -166,6 +196,7 @@ SUMMARY_COLUMNS = (
 )
 
 KINDS = ("focus.csv", "summary.csv")
+UNALLOCATED = "(unallocated)"
 MANIFEST = "manifest.json"
 _Q6 = Decimal("0.000001")
 _Q12 = Decimal("0.000000000001")
@@ -180,11 +211,6 @@ def _fixed(value: Decimal | None, places: Decimal) -> str:
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _count_text(count: int | Decimal) -> str:
-    """A consumed quantity: an integer count, or seconds without a trailing ``.0``."""
-    return str(count) if isinstance(count, int) else f"{count.normalize():f}"
 
 
 def _price_text(price: Decimal | None) -> str:
@@ -205,13 +231,27 @@ class Statement:
     source_query: str
 
 
-def _focus_common(cost: str, currency: str, budget: Budget | None, period: tuple[str, str]) -> dict[str, str]:
-    """The columns every FOCUS row shares; the four cost columns are one amount (list = billed)."""
+def _focus_common(
+    cost: str, price: str, currency: str, budget: Budget | None, *, period: tuple[str, str], month: str
+) -> dict[str, str]:
+    """The columns every FOCUS row shares; the four cost columns are one amount (list = billed).
+
+    Prices and costs are in one currency (pricing currency = billing currency), so the
+    PricingCurrency* columns repeat them.
+    """
     return {
         "BilledCost": cost,
         "ContractedCost": cost,
         "EffectiveCost": cost,
         "ListCost": cost,
+        "PricingCurrencyEffectiveCost": cost,
+        "ContractedUnitPrice": price,
+        "ListUnitPrice": price,
+        "PricingCurrencyContractedUnitPrice": price,
+        "PricingCurrencyListUnitPrice": price,
+        "InvoiceId": invoice_id(month),
+        # No commitment discounts: present and null, so FOCUS rules conditioned on it can be evaluated.
+        "CommitmentDiscountStatus": "",
         "BillingAccountId": BILLING_ACCOUNT_ID,
         "BillingAccountName": BILLING_ACCOUNT_NAME,
         "BillingAccountType": "Internal chargeback",
@@ -223,9 +263,9 @@ def _focus_common(cost: str, currency: str, budget: Budget | None, period: tuple
         "ChargePeriodStart": period[0],
         "ChargeCategory": "Usage",
         "ChargeClass": "",
-        "InvoiceIssuerName": PROVIDER,
-        "ProviderName": PROVIDER,
-        "PublisherName": PROVIDER,
+        "InvoiceIssuerName": ISSUER,
+        "ProviderName": ISSUER,
+        "PublisherName": PUBLISHER,
         "ServiceCategory": SERVICE_CATEGORY,
         "ServiceName": SERVICE_NAME,
         "ServiceSubcategory": SERVICE_SUBCATEGORY,
@@ -239,7 +279,7 @@ def _usage_row(
 ) -> dict[str, str]:
     priced = charge.unit_price is not None
     cost = _fixed(charge.cost, _Q6)
-    price = _fixed(charge.unit_price, _Q6)
+    price = _fixed(charge.unit_price if priced else Decimal(0), _Q6)
     meter = METER_NAMES[charge.meter]
     pricing_unit, consumed_unit, per = METER_UNITS[charge.meter]
     if priced:
@@ -252,20 +292,31 @@ def _usage_row(
             f"{charge.model} {charge.deployment_type} {meter.lower()}: no price in the rate card (unpriced)"
         )
     sku = f"{charge.model}/{charge.deployment_type}"
+    price_id = f"{sku}/{charge.meter}/{_price_text(charge.unit_price) if priced else 'unpriced'}"
     return {
-        **_focus_common(cost, charge.currency, budget, period),
+        **_focus_common(cost, price, charge.currency, budget, period=period, month=rollup.month),
         "ChargeDescription": description,
         "PricingQuantity": _fixed(charge.quantity, _Q12),
         "PricingUnit": pricing_unit,
         "ChargeFrequency": "Usage-Based",
-        "ConsumedQuantity": _count_text(charge.tokens),
+        "ConsumedQuantity": _fixed(Decimal(charge.tokens), _Q6),
         "ConsumedUnit": consumed_unit,
-        "ContractedUnitPrice": price,
-        "ListUnitPrice": price,
         "PricingCategory": "Standard",
+        "RegionId": region_id(charge.region),
+        "RegionName": region_name(charge.region),
+        "ResourceId": "",
+        "ResourceName": "",
+        "ResourceType": "",
         "SkuId": sku,
         "SkuMeter": meter,
-        "SkuPriceId": f"{sku}/{charge.meter}/{_price_text(charge.unit_price)}" if charge.unit_price else "",
+        "SkuPriceId": price_id,
+        "SkuPriceDetails": sku_price_details(
+            Model=charge.model,
+            DeploymentType=charge.deployment_type,
+            Meter=charge.meter,
+            PricingStatus=charge.pricing_status,
+        ),
+        "Tags": charge.tags,
         "SubAccountId": charge.subscription_id,
         "SubAccountName": charge.subscription_name,
         "SubAccountType": "APIM Subscription",
@@ -286,7 +337,11 @@ def _usage_row(
 
 
 def _allocation_row(
-    allocation: PtuAllocation, names: Mapping[str, str], budget: Budget | None, period: tuple[str, str]
+    allocation: PtuAllocation,
+    names: Mapping[str, str],
+    budget: Budget | None,
+    period: tuple[str, str],
+    month: str,
 ) -> dict[str, str]:
     deployment = allocation.deployment
     monthly = deployment.ptu_monthly_cost or Decimal(0)
@@ -297,7 +352,7 @@ def _allocation_row(
     )
     sku = f"{deployment.model}/ptu"
     return {
-        **_focus_common(cost, deployment.currency, budget, period),
+        **_focus_common(cost, _fixed(monthly, _Q6), deployment.currency, budget, period=period, month=month),
         "ChargeDescription": (
             f"Provisioned throughput {deployment.deployment} ({deployment.model}), "
             f"{_fixed(monthly, CENT)} {deployment.currency} per month, {who}"
@@ -305,14 +360,21 @@ def _allocation_row(
         "PricingQuantity": _fixed(quantity, _Q12),
         "PricingUnit": PTU_UNIT,
         "ChargeFrequency": "Recurring",
-        "ConsumedQuantity": _fixed(allocation.weighted_tokens, Decimal(1)),
+        "ConsumedQuantity": _fixed(allocation.weighted_tokens, _Q6),
         "ConsumedUnit": "Weighted Tokens",
-        "ContractedUnitPrice": _fixed(monthly, _Q6),
-        "ListUnitPrice": _fixed(monthly, _Q6),
         "PricingCategory": "Committed",
+        "RegionId": "",
+        "RegionName": "",
+        "ResourceId": deployment.deployment,
+        "ResourceName": deployment.deployment,
+        "ResourceType": "Provisioned Throughput Deployment",
         "SkuId": sku,
         "SkuMeter": "Provisioned Throughput",
         "SkuPriceId": f"{sku}/{deployment.deployment.lower()}/{_fixed(monthly, CENT)}",
+        "SkuPriceDetails": sku_price_details(
+            Model=deployment.model, DeploymentType="ptu", Deployment=deployment.deployment
+        ),
+        "Tags": "",
         "SubAccountId": allocation.subscription_id,
         "SubAccountName": names.get(allocation.subscription_id, ""),
         "SubAccountType": "APIM Subscription" if allocation.subscription_id else "",
@@ -364,12 +426,43 @@ def build_statement(
     for allocation in allocations:
         key = (allocation.subscription_id or "\uffff", 1, (allocation.deployment.deployment.lower(),))
         focus_rows.append(
-            (key, _allocation_row(allocation, names, budgets.get(allocation.subscription_id), period))
+            (
+                key,
+                _allocation_row(
+                    allocation, names, budgets.get(allocation.subscription_id), period, rollup.month
+                ),
+            )
         )
         if not allocation.unallocated:
             slot = (allocation.subscription_id, allocation.deployment.currency)
             allocated[slot] = allocated.get(slot, Decimal(0)) + allocation.amount
     focus_rows.sort(key=lambda item: item[0])
+
+    # One truth, to the cent: the summary is a regrouping of the FOCUS rows as printed. Per
+    # currency, the per-token cost of all subscriptions is the FOCUS total rounded once, split
+    # between subscriptions by largest remainder; PTU shares are whole cents already (allocate_ptu),
+    # and an idle deployment's cost is a summary line of its own. So the summary's ChargedCost
+    # lines add up to exactly the FOCUS BilledCost total rounded to the cent.
+    token_billed: dict[str, dict[str, Decimal]] = {}
+    unallocated: dict[str, tuple[Decimal, list[str]]] = {}
+    for _, row in focus_rows:
+        if row["x_Meter"] == "ptu-allocation":
+            if not row["SubAccountId"]:
+                amount, idle = unallocated.get(row["BillingCurrency"], (Decimal(0), []))
+                unallocated[row["BillingCurrency"]] = (
+                    amount + Decimal(row["BilledCost"]),
+                    [*idle, row["ResourceId"]],
+                )
+            continue
+        per_sub = token_billed.setdefault(row["BillingCurrency"], {})
+        per_sub[row["SubAccountId"]] = per_sub.get(row["SubAccountId"], Decimal(0)) + Decimal(
+            row["BilledCost"]
+        )
+    token_cents: dict[tuple[str, str], Decimal] = {}
+    for currency, per_sub in token_billed.items():
+        rounded = sum(per_sub.values(), Decimal(0)).quantize(CENT, rounding=ROUND_HALF_UP)
+        for sub, amount in largest_remainder(rounded, per_sub).items():
+            token_cents[(sub, currency)] = amount
 
     summary_keys = set(totals) | set(allocated)
     summary_keys |= {
@@ -383,7 +476,7 @@ def build_statement(
         entry = totals.get((sub, currency))
         budget = budgets.get(sub)
         budget = budget if budget is not None and budget.currency == currency else None
-        token_cost = (entry.cost if entry else Decimal(0)).quantize(CENT)
+        token_cost = token_cents.get((sub, currency), Decimal(0)).quantize(CENT)
         share = allocated.get((sub, currency), Decimal(0)).quantize(CENT)
         charged = token_cost + share
         statuses = entry.statuses if entry else {}
@@ -411,22 +504,63 @@ def build_statement(
                 "PtuRequests": str(statuses.get("ptu", 0)),
             }
         )
-        money = grand.setdefault(currency, {"TotalCost": Decimal(0), "AllocatedCost": Decimal(0)})
-        money["TotalCost"] += token_cost
-        money["AllocatedCost"] += share
+    for currency, (amount, idle) in sorted(unallocated.items()):
+        summary_rows.append(
+            {
+                **dict.fromkeys(SUMMARY_COLUMNS, ""),
+                "SubscriptionId": UNALLOCATED,
+                "SubscriptionName": f"Unallocated PTU (no calls this month): {', '.join(sorted(idle))}",
+                **dict.fromkeys(
+                    ("Requests", "PromptTokens", "CachedTokens", "CompletionTokens", "ReasoningTokens"), "0"
+                ),
+                **dict.fromkeys(
+                    ("UnpricedRequests", "CacheHitRequests", "NotBillableRequests", "PtuRequests"), "0"
+                ),
+                "TotalCost": _fixed(Decimal(0), CENT),
+                "AllocatedCost": _fixed(amount, CENT),
+                "ChargedCost": _fixed(amount, CENT),
+                "Currency": currency,
+            }
+        )
+    for row in summary_rows:
+        money = grand.setdefault(
+            row["Currency"],
+            {
+                "TotalCost": Decimal(0),
+                "AllocatedCost": Decimal(0),
+                "ChargedCost": Decimal(0),
+                "Unallocated": Decimal(0),
+            },
+        )
+        for column in ("TotalCost", "AllocatedCost", "ChargedCost"):
+            money[column] += Decimal(row[column])
+        if row["SubscriptionId"] == UNALLOCATED:
+            money["Unallocated"] += Decimal(row["ChargedCost"])
     billed: dict[str, Decimal] = {}
     for _, row in focus_rows:
         billed[row["BillingCurrency"]] = billed.get(row["BillingCurrency"], Decimal(0)) + Decimal(
             row["BilledCost"]
         )
-    summary_totals = {
-        currency: {
-            "focusBilledCost": _fixed(billed.get(currency, Decimal(0)), _Q6),
-            "summaryTotalCost": _fixed(grand.get(currency, {}).get("TotalCost", Decimal(0)), CENT),
-            "summaryAllocatedCost": _fixed(grand.get(currency, {}).get("AllocatedCost", Decimal(0)), CENT),
+    summary_totals: dict[str, dict[str, str]] = {}
+    for currency in sorted(set(billed) | set(grand)):
+        focus_total = billed.get(currency, Decimal(0))
+        money = grand.get(currency, {})
+        charged = money.get("ChargedCost", Decimal(0))
+        rounded = focus_total.quantize(CENT, rounding=ROUND_HALF_UP)
+        if charged != rounded:  # a statement that does not reconcile is never published
+            raise StatementError(
+                f"{rollup.month} {currency}: summary ChargedCost {charged} != FOCUS BilledCost {focus_total} "
+                f"rounded ({rounded})"
+            )
+        summary_totals[currency] = {
+            "focusBilledCost": _fixed(focus_total, _Q6),
+            "focusBilledCostRounded": _fixed(rounded, CENT),
+            "summaryTotalCost": _fixed(money.get("TotalCost", Decimal(0)), CENT),
+            "summaryAllocatedCost": _fixed(money.get("AllocatedCost", Decimal(0)), CENT),
+            "summaryUnallocatedCost": _fixed(money.get("Unallocated", Decimal(0)), CENT),
+            "summaryChargedCost": _fixed(charged, CENT),
+            "agree": "yes",
         }
-        for currency in sorted(set(billed) | set(grand))
-    }
     return Statement(
         month=rollup.month,
         focus=_csv(FOCUS_COLUMNS, [row for _, row in focus_rows]),
@@ -437,6 +571,36 @@ def build_statement(
         rate_card_versions=rollup.rate_card_versions,
         source_query=rollup.query,
     )
+
+
+def changes(previous: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:
+    """What a new version changes against the one it supersedes: rows, totals, rate card versions.
+
+    Totals are per currency, ``{"from", "to", "delta"}`` of the FOCUS BilledCost and of the
+    summary's ChargedCost; rows per file ``{"from", "to"}``; rate cards ``{"from", "to"}`` (lists).
+    """
+    before_files = previous.get("files", {})
+    rows = {
+        kind: {"from": before_files.get(kind, {}).get("rows"), "to": entry["rows"]}
+        for kind, entry in current["files"].items()
+    }
+    totals: dict[str, dict[str, dict[str, str | None]]] = {}
+    before_totals = previous.get("totals", {})
+    for currency in sorted(set(before_totals) | set(current["totals"])):
+        for field in ("focusBilledCost", "summaryChargedCost"):
+            old = before_totals.get(currency, {}).get(field)
+            new = current["totals"].get(currency, {}).get(field)
+            delta = Decimal(new or 0) - Decimal(old or 0)
+            totals.setdefault(currency, {})[field] = {"from": old, "to": new, "delta": f"{delta:f}"}
+    return {
+        "supersedes": current.get("supersedes"),
+        "rows": rows,
+        "totals": totals,
+        "rateCardVersions": {
+            "from": previous.get("rateCardVersions", []),
+            "to": current.get("rateCardVersions", []),
+        },
+    }
 
 
 def file_name(month: str, version: int, kind: str) -> str:
@@ -455,9 +619,17 @@ def payloads(statement: Statement) -> dict[str, bytes]:
     return {"focus.csv": statement.focus, "summary.csv": statement.summary}
 
 
-def render_manifest(statement: Statement, version: int, supersedes: int, generated_at: datetime) -> bytes:
-    """The manifest of one published version: what each file holds (rows, bytes, SHA-256) and where
-    the numbers came from (query and its digest, rate card versions); written last by ``publish``."""
+def render_manifest(
+    statement: Statement,
+    version: int,
+    supersedes: int,
+    generated_at: datetime,
+    previous: Mapping[str, Any] | None = None,
+) -> bytes:
+    """The manifest of one published version: what each file holds (rows, bytes, SHA-256), the
+    totals of each file (equal to the cent), where the numbers came from (query and its digest, rate
+    card versions) and, for a new version, what changed against ``previous`` (the manifest it
+    supersedes); written last by ``publish``."""
     month = statement.month
     rows = {"focus.csv": statement.focus_rows, "summary.csv": statement.summary_rows}
     manifest = {
@@ -480,4 +652,6 @@ def render_manifest(statement: Statement, version: int, supersedes: int, generat
         },
         "totals": statement.totals,
     }
+    if previous is not None:
+        manifest["changes"] = changes(previous, manifest)
     return (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8")
