@@ -207,20 +207,20 @@ def test_focus_has_one_row_per_meter_with_its_pricing_unit(tmp_path: Path) -> No
         for r in focus
     }
     assert units == {
-        ("gpt-4o-audio-preview", "input"): ("1M Tokens", "28", "0.000070"),
-        ("gpt-4o-audio-preview", "output"): ("1M Tokens", "64", "0.000640"),
-        ("gpt-4o-audio-preview", "audio-output"): ("1M Tokens", "589", "0.047120"),
-        ("gpt-realtime", "input"): ("1M Tokens", "55", "0.000220"),
-        ("gpt-realtime", "cached-input"): ("1M Tokens", "64", "0.000026"),
-        ("gpt-realtime", "output"): ("1M Tokens", "30", "0.000480"),
-        ("gpt-realtime", "audio-input"): ("1M Tokens", "13", "0.000416"),
-        ("gpt-realtime", "audio-output"): ("1M Tokens", "91", "0.005824"),
-        ("gpt-image-1", "input"): ("1M Tokens", "10", "0.000050"),
-        ("gpt-image-1", "image-input"): ("1M Tokens", "40", "0.000400"),
-        ("gpt-image-1", "image-output"): ("1M Tokens", "4160", "0.166400"),
-        ("dall-e-3", "images"): ("Images", "2", "0.160000"),
-        ("whisper", "audio-seconds"): ("Hours", "90", "0.009000"),
-        ("tts", "characters"): ("1M Characters", "1234", "0.018510"),
+        ("gpt-4o-audio-preview", "input"): ("1000000 Tokens", "28.000000", "0.000070"),
+        ("gpt-4o-audio-preview", "output"): ("1000000 Tokens", "64.000000", "0.000640"),
+        ("gpt-4o-audio-preview", "audio-output"): ("1000000 Tokens", "589.000000", "0.047120"),
+        ("gpt-realtime", "input"): ("1000000 Tokens", "55.000000", "0.000220"),
+        ("gpt-realtime", "cached-input"): ("1000000 Tokens", "64.000000", "0.000026"),
+        ("gpt-realtime", "output"): ("1000000 Tokens", "30.000000", "0.000480"),
+        ("gpt-realtime", "audio-input"): ("1000000 Tokens", "13.000000", "0.000416"),
+        ("gpt-realtime", "audio-output"): ("1000000 Tokens", "91.000000", "0.005824"),
+        ("gpt-image-1", "input"): ("1000000 Tokens", "10.000000", "0.000050"),
+        ("gpt-image-1", "image-input"): ("1000000 Tokens", "40.000000", "0.000400"),
+        ("gpt-image-1", "image-output"): ("1000000 Tokens", "4160.000000", "0.166400"),
+        ("dall-e-3", "images"): ("Images", "2.000000", "0.160000"),
+        ("whisper", "audio-seconds"): ("Hours", "90.000000", "0.009000"),
+        ("tts", "characters"): ("1000000 Characters", "1234.000000", "0.018510"),
     }
     billed = sum(Decimal(r["BilledCost"]) for r in focus)
     assert billed == Decimal(repr(total)).quantize(Decimal("0.000001"))
