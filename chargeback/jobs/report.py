@@ -69,8 +69,9 @@ def _dec(text: str | None) -> Decimal:
 
 
 def money(value: Decimal) -> str:
-    """Money for people: thousands separators, two decimals."""
-    return f"{value.quantize(CENT):,.2f}"
+    """Money for people: thousands separators, two decimals, never "-0.00"."""
+    rounded = value.quantize(CENT)
+    return f"{rounded if rounded else abs(rounded):,.2f}"
 
 
 def pct(part: Decimal, whole: Decimal) -> str:
@@ -278,6 +279,19 @@ def build_view(data: ReportData) -> dict[str, Any]:
         "models": [(n, c, money(v), f"{tokens_by_model.get(n, 0):,}") for n, c, v in models],
         "types": [(n, c, money(v)) for n, c, v in types],
         "focus_total": {c: money(v) for c, v in focus_total.items()},
+        "focus_usage_total": {
+            c: money(
+                sum(
+                    (
+                        _dec(r["BilledCost"])
+                        for r in focus
+                        if r["BillingCurrency"] == c and r.get("x_Meter") != "ptu-allocation"
+                    ),
+                    Decimal(0),
+                )
+            )
+            for c in currencies
+        },
         "ptu": ptu,
         "quality": [
             {**q, "requests": f"{int(q['requests']):,}", "cost_text": money(q["cost"])} for q in quality
@@ -466,6 +480,8 @@ def render_html(data: ReportData) -> bytes:
     environment = Environment(
         autoescape=True, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True
     )
+    environment.filters["cents"] = lambda text: money(_dec(text)) if text else ""
+    environment.filters["whole"] = lambda text: f"{_dec(text):,.0f}" if text else ""
     template = environment.from_string(template_text)
     from markupsafe import Markup
 
