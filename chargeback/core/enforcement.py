@@ -296,16 +296,18 @@ class Throttle:
 
 
 def encode_throttle_list(entries: Mapping[str, Throttle]) -> str:
-    """The named value: base64 of compact JSON ``{"subscription": ["budget name", "resetsAt"]}``.
+    """The named value: base64 of compact JSON ``{"subscription": ["budget name", resetEpochSeconds]}``.
 
     Base64 because APIM pastes a named value's text into the policy expression as is, inside a C#
-    string literal: base64 has no quote, backslash or newline that could break it. Raises
-    ValueError when the list would not fit in a named value (4,096 characters).
+    string literal: base64 has no quote, backslash or newline that could break it. The reset time
+    is a number of seconds since 1970 because Newtonsoft.Json (in APIM) turns ISO date strings into
+    dates that print in the gateway's culture. Raises ValueError when the list would not fit in a
+    named value (4,096 characters) or a reset time is not ISO 8601.
     """
     import base64
     import json
 
-    document = {key: [entries[key].budget, entries[key].resets_at] for key in sorted(entries)}
+    document = {key: [entries[key].budget, _epoch(entries[key].resets_at)] for key in sorted(entries)}
     text = json.dumps(document, separators=(",", ":"), ensure_ascii=False)
     value = base64.b64encode(text.encode("utf-8")).decode("ascii")
     if len(value) > NAMED_VALUE_MAX:
@@ -314,6 +316,15 @@ def encode_throttle_list(entries: Mapping[str, Throttle]) -> str:
             f"an APIM named value holds {NAMED_VALUE_MAX}"
         )
     return value
+
+
+def _epoch(resets_at: str) -> int:
+    from datetime import UTC
+
+    moment = datetime.fromisoformat(resets_at.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp())
 
 
 def decode_throttle_list(value: str) -> dict[str, Throttle]:
@@ -331,9 +342,21 @@ def decode_throttle_list(value: str) -> dict[str, Throttle]:
         raise ValueError(f"the throttle list is not base64 JSON ({exc})") from None
     if not isinstance(document, dict):
         raise ValueError("the throttle list is not a JSON object")
+    from datetime import UTC
+
     entries = {}
     for key, item in document.items():
-        if not (isinstance(item, list) and len(item) == 2 and all(isinstance(part, str) for part in item)):
-            raise ValueError(f"throttle entry {key!r} is not [budget, resetsAt]")
-        entries[str(key)] = Throttle(item[0], item[1])
+        if not (
+            isinstance(item, list)
+            and len(item) == 2
+            and isinstance(item[0], str)
+            and isinstance(item[1], int)
+            and not isinstance(item[1], bool)
+        ):
+            raise ValueError(f"throttle entry {key!r} is not [budget, resetEpochSeconds]")
+        try:
+            reset = datetime.fromtimestamp(item[1], UTC)
+        except (OverflowError, OSError, ValueError):
+            raise ValueError(f"throttle entry {key!r} has no valid reset time") from None
+        entries[str(key)] = Throttle(item[0], month_reset(reset))
     return entries

@@ -320,6 +320,23 @@ namespace ApimStandIn
             };
         }
 
+        /// return-response: the caller gets this response; the rest of the pipeline does not run.
+        public bool Returned;
+
+        public void ReturnResponse(object status, object reason, string[] names, object[] values, object body)
+        {
+            var headers = new JObject();
+            for (int i = 0; i < names.Length; i++) { headers[names[i]] = Convert.ToString(values[i]); }
+            Context.Response = new Response
+            {
+                StatusCode = Convert.ToInt32(status),
+                StatusReason = Convert.ToString(reason),
+                Headers = new NameValues(headers),
+                Body = body == null ? null : new MessageBody(Convert.ToString(body)),
+            };
+            Returned = true;
+        }
+
         public void Fail(string source, string reason, int status)
         {
             Context.LastError = new LastError { Source = source, Reason = reason, Message = reason, Section = Section };
@@ -327,6 +344,14 @@ namespace ApimStandIn
             {
                 Context.Response = new Response { StatusCode = status, StatusReason = reason, Headers = new NameValues(), Body = new MessageBody("") };
             }
+        }
+
+        private JObject ClientHeaders()
+        {
+            var headers = new JObject();
+            if (Context.Response == null || Context.Response.Headers == null) { return headers; }
+            foreach (var pair in Context.Response.Headers) { headers[pair.Key] = string.Join(",", pair.Value); }
+            return headers;
         }
 
         public JObject Result()
@@ -339,6 +364,9 @@ namespace ApimStandIn
                 ["events"] = Events,
                 ["forwardedBody"] = ForwardedBody,
                 ["clientBody"] = Context.Response == null || Context.Response.Body == null ? null : Context.Response.Body.Peek(),
+                ["clientStatus"] = Context.Response == null ? 0 : Context.Response.StatusCode,
+                ["clientHeaders"] = ClientHeaders(),
+                ["returned"] = Returned,
                 ["responseBodyReads"] = Context.Response == null || Context.Response.Body == null ? 0 : Context.Response.Body.Reads,
                 ["bufferResponse"] = BufferResponse,
                 ["variables"] = variables,

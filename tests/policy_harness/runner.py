@@ -28,7 +28,12 @@ LOGGER_NAMED_VALUE = "aoai-chargeback-logger-id"
 CAPTURE_STREAMS_NAMED_VALUE = "aoai-chargeback-capture-streams"
 # The named values Bicep creates, with their shipped values; APIM substitutes {{name}} in the
 # policy text (expressions included) before it runs, and refuses a policy naming an unknown one.
-NAMED_VALUES = {LOGGER_NAMED_VALUE: "aoai-chargeback", CAPTURE_STREAMS_NAMED_VALUE: "false"}
+THROTTLE_NAMED_VALUE = "aoai-chargeback-throttled"
+NAMED_VALUES = {
+    LOGGER_NAMED_VALUE: "aoai-chargeback",
+    CAPTURE_STREAMS_NAMED_VALUE: "false",
+    THROTTLE_NAMED_VALUE: "e30=",  # base64 of {}: nobody throttled (infra/app/apim-enforcement.bicep)
+}
 _NAMED_VALUE = re.compile(r"\{\{([A-Za-z0-9._-]+)\}\}")
 
 # The namespaces APIM makes available to expressions (their allowed types, not all of them).
@@ -76,6 +81,7 @@ public static class Program
             else
             {
                 r.Section = "inbound"; Policy.Inbound(r);
+                if (r.Returned) { return; }
                 if ((bool?)s["cacheHit"] == true) { r.Respond(); }
                 else { r.Section = "backend"; Policy.Backend(r); r.Forward(); }
                 if (failAt == "backend")
@@ -213,11 +219,39 @@ def translate(program: Program, element: ET.Element, out: list[str], where: str)
     elif tag == "forward-request":
         buffer = element.attrib.get("buffer-response", "true")
         out.append(f"r.ForwardRequest({json.dumps(buffer)});")
+    elif tag == "return-response":
+        out.extend(_return_response(program, element, here))
     elif tag == "include-fragment":
         for child in load_fragment(element.attrib["fragment-id"]):
             translate(program, child, out, f"{here}[{element.attrib['fragment-id']}]")
     else:
         raise ValueError(f"the harness does not model <{tag}>; add it to tests/policy_harness/runner.py")
+
+
+def _return_response(program: Program, element: ET.Element, here: str) -> list[str]:
+    """``<return-response>``: the response its children build goes to the caller; the pipeline stops."""
+    status, reason, body = "200", json.dumps(""), "null"
+    names: list[str] = []
+    values: list[str] = []
+    for child in element:
+        if child.tag == "set-status":
+            status = _value(program, child.attrib["code"], f"{here}/set-status@code")
+            reason = _value(program, child.attrib.get("reason", ""), f"{here}/set-status@reason")
+        elif child.tag == "set-header":
+            value = child.find("value")
+            names.append(json.dumps(child.attrib["name"]))
+            values.append(
+                _value(program, (value.text or "") if value is not None else "", f"{here}/set-header")
+            )
+        elif child.tag == "set-body":
+            body = _value(program, child.text or "", f"{here}/set-body")
+        else:
+            raise ValueError(f"the harness does not model <{child.tag}> in <return-response>")
+    return [
+        f"r.ReturnResponse({status}, {reason}, new string[] {{ {', '.join(names)} }}, "
+        f"new object[] {{ {', '.join(values)} }}, {body});",
+        "return;",
+    ]
 
 
 def program_for(policy: ET.Element, named_values: dict[str, str] | None = None) -> Program:
