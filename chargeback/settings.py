@@ -52,6 +52,7 @@ class Settings:
     rate_card_path: str = ""
     deployments_path: str = ""
     budgets_path: str = ""
+    config_container: str = ""
     rollup_grace_hours: int = 48
     gateway_log_wait_minutes: int = 120
     ptu_output_weight: str = "4"

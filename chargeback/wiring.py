@@ -9,9 +9,12 @@ files' modification times, so an edited rate card is picked up without a restart
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
+import tempfile
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -283,10 +286,21 @@ def messages_from_event_hub(events: Iterable[EventHubEventLike]) -> list[Message
 def handle_event_hub_batch(
     events: Iterable[EventHubEventLike], environ: Mapping[str, str] | None = None
 ) -> IngestSummary:
-    """The Event Hub trigger's whole job: settings → edges → ingest_batch, with a log line of counts."""
-    settings = Settings.from_env(os.environ if environ is None else environ)
+    """The Event Hub trigger's whole job: settings → edges → ingest_batch, with a log line of counts.
+
+    When the configuration is refused (the shipped example files in Azure, a config file missing
+    from CONFIG_CONTAINER), nothing is priced: the batch is dead-lettered as ``config-invalid``
+    (replayable once the files are there) and the reason is logged once per batch as an error.
+    """
+    env = os.environ if environ is None else environ
+    base = Settings.from_env(env)
+    messages = messages_from_event_hub(events)
+    try:
+        settings = resolve_config(base, env)
+    except ConfigError as refused:
+        return _refuse_batch(messages, base, refused)
     summary = ingest_batch(
-        messages_from_event_hub(events),
+        messages,
         pricer=build_pricer(settings),
         writer=build_writer(settings),
         deadletter=build_deadletter(settings),
@@ -392,7 +406,7 @@ def handle_monthly_rollup(
     """
     from chargeback.jobs.exports import close_due_month
 
-    settings = Settings.from_env(os.environ if environ is None else environ)
+    settings = function_settings(environ)
     now = now or datetime.now(UTC)
     publication = close_due_month(
         build_runner(settings),
@@ -412,7 +426,7 @@ def handle_budget_check(now: datetime | None = None, environ: Mapping[str, str] 
     """Daily budget timer: check this month (and last month until its grace ends); returns new alerts."""
     from chargeback.jobs.alerts import budget_check_months
 
-    settings = Settings.from_env(os.environ if environ is None else environ)
+    settings = function_settings(environ)
     now = now or datetime.now(UTC)
     months = budget_check_months(now, settings.rollup_grace_hours)
     raised: list[Row] = []
@@ -460,7 +474,7 @@ def handle_gateway_usage(
     now: datetime | None = None, environ: Mapping[str, str] | None = None
 ) -> GatewayUsageResult | None:
     """Gateway-usage timer (every few minutes): streams get APIM's counts, as superseding rows."""
-    settings = Settings.from_env(os.environ if environ is None else environ)
+    settings = function_settings(environ)
     return gateway_usage(settings, now or datetime.now(UTC))
 
 
@@ -558,7 +572,7 @@ def handle_budget_enforcement(now: datetime | None = None, environ: Mapping[str,
     from chargeback.jobs.budgets import check_budgets
     from chargeback.jobs.rollup import month_of
 
-    settings = Settings.from_env(os.environ if environ is None else environ)
+    settings = function_settings(environ)
     if not settings.enforcement_on:
         return None
     now = now or datetime.now(UTC)
@@ -571,3 +585,86 @@ def handle_budget_enforcement(now: datetime | None = None, environ: Mapping[str,
         output_weight=output_weight(settings),
     )
     return enforce_budgets(settings, check, now)
+
+
+# ------------------------------------------------------------------------------------------------
+# Configuration an admin owns (CONFIG_CONTAINER)
+
+CONFIG_REFRESH_SECONDS = 60.0
+_config_cache: dict[tuple[str, str, str], tuple[float, Any]] = {}
+
+
+def running_in_azure(environ: Mapping[str, str]) -> bool:
+    """True inside an Azure Function App (the platform sets WEBSITE_INSTANCE_ID on every instance)."""
+    return bool(environ.get("WEBSITE_INSTANCE_ID"))
+
+
+def resolve_config(
+    settings: Settings, environ: Mapping[str, str], *, clock: Callable[[], float] = time.monotonic
+) -> Settings:
+    """Settings whose rate card, deployments map and budgets are the admin's own files.
+
+    With CONFIG_CONTAINER, the three files are read from that Blob container (re-read at most every
+    CONFIG_REFRESH_SECONDS) and the paths point at their content-addressed local copies. Without
+    it, in Azure, a path left unset would mean the shipped example files: refused with a
+    ConfigError saying what to upload where. Locally the shipped examples stay the demo's default.
+    """
+    if settings.config_container:
+        if not settings.uses_blob:
+            raise ConfigError("CONFIG_CONTAINER needs STORAGE_BLOB_ENDPOINT (or STORAGE_CONNECTION_STRING)")
+        from chargeback.edges.configstore import BlobConfigSource
+
+        key = (settings.storage_blob_endpoint, settings.storage_connection_string, settings.config_container)
+        now = clock()
+        cached = _config_cache.get(key)
+        if cached is None or now - cached[0] >= CONFIG_REFRESH_SECONDS:
+            container = build_blob_service(settings).get_container_client(settings.config_container)
+            cache_dir = Path(tempfile.gettempdir()) / "chargeback-config"
+            fetched = BlobConfigSource(container, cache_dir).fetch()
+            log.info("config from container %s: %s", settings.config_container, fetched.versions)
+            cached = _config_cache[key] = (now, fetched)
+        paths = cached[1].paths
+        return dataclasses.replace(
+            settings,
+            rate_card_path=str(paths["rate_card.csv"]),
+            deployments_path=str(paths["deployments.csv"]),
+            budgets_path=str(paths["budgets.csv"]),
+        )
+    if running_in_azure(environ):
+        unset = [
+            name
+            for name, value in (
+                ("RATE_CARD_PATH", settings.rate_card_path),
+                ("DEPLOYMENTS_PATH", settings.deployments_path),
+                ("BUDGETS_PATH", settings.budgets_path),
+            )
+            if not value
+        ]
+        if unset:
+            raise ConfigError(
+                "refusing to price with the shipped example rate card, deployments map and budgets in "
+                f"Azure ({', '.join(unset)} unset): set CONFIG_CONTAINER and upload rate_card.csv, "
+                "deployments.csv and budgets.csv to it (infra/README.md)"
+            )
+    return settings
+
+
+def function_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """The Function's settings: the environment, with the admin's config files (``resolve_config``)."""
+    env = os.environ if environ is None else environ
+    return resolve_config(Settings.from_env(env), env)
+
+
+def _refuse_batch(messages: Sequence[Message], settings: Settings, refused: ConfigError) -> IngestSummary:
+    """Dead-letter a whole batch as config-invalid (nothing priced with a configuration refused)."""
+    from chargeback.edges.sinks import DeadLetter
+    from chargeback.errors import Reason
+
+    log.error("chargeback batch not priced: %s", refused.detail)
+    stamp = datetime.now(UTC)
+    records = [DeadLetter(message, Reason.CONFIG_INVALID, refused.detail, stamp) for message in messages]
+    if records:
+        build_deadletter(settings).put(records)
+    summary = IngestSummary(received=len(records), dead_lettered=len(records))
+    summary.reasons[Reason.CONFIG_INVALID.value] = len(records)
+    return summary

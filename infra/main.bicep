@@ -85,6 +85,7 @@ var eventHubName = 'aoai-usage'
 var consumerGroupName = 'chargeback-function'
 var deadletterContainer = 'deadletter'
 var exportsContainer = 'exports'
+var configContainer = 'config'
 var deploymentContainer = 'app-package-${take(functionAppName, 32)}-${take(resourceToken, 7)}'
 var deployApim = !empty(apimServiceName) && !empty(apimResourceGroupName)
 
@@ -147,6 +148,7 @@ module storage 'app/storage.bicep' = {
     tags: tags
     deadletterContainer: deadletterContainer
     exportsContainer: exportsContainer
+    configContainer: configContainer
     deploymentContainer: deploymentContainer
     workspaceId: monitoring.outputs.workspaceId
   }
@@ -168,6 +170,7 @@ module function 'app/function.bicep' = {
     deploymentContainer: deploymentContainer
     deadletterContainer: deadletterContainer
     exportsContainer: exportsContainer
+    configContainer: configContainer
     eventHubNamespaceFqdn: eventHubs.outputs.fullyQualifiedNamespace
     eventHubName: eventHubName
     consumerGroupName: consumerGroupName
@@ -272,4 +275,5 @@ output LOG_ANALYTICS_WORKSPACE_ID string = monitoring.outputs.workspaceCustomerI
 output STORAGE_BLOB_ENDPOINT string = storage.outputs.blobEndpoint
 output DEADLETTER_CONTAINER string = deadletterContainer
 output EXPORTS_CONTAINER string = exportsContainer
+output CONFIG_CONTAINER string = configContainer
 output APIM_LOGGER_ID string = deployApim ? apimChargeback.outputs.loggerName : ''

@@ -37,9 +37,9 @@ LOCAL_ONLY = {
     "STORAGE_CONNECTION_STRING": "Azurite only; Azure uses STORAGE_BLOB_ENDPOINT with the identity",
     "DEADLETTER_PATH": "local folder; Azure uses DEADLETTER_CONTAINER",
     "EXPORTS_PATH": "local folder; Azure uses EXPORTS_CONTAINER",
-    "RATE_CARD_PATH": "unset in Azure: the rate card shipped in the package is used",
-    "DEPLOYMENTS_PATH": "unset in Azure: the deployments map shipped in the package is used",
-    "BUDGETS_PATH": "unset in Azure: the budgets file shipped in the package is used",
+    "RATE_CARD_PATH": "unset in Azure: the rate card comes from CONFIG_CONTAINER",
+    "DEPLOYMENTS_PATH": "unset in Azure: the deployments map comes from CONFIG_CONTAINER",
+    "BUDGETS_PATH": "unset in Azure: the budgets file comes from CONFIG_CONTAINER",
 }
 # App settings the Functions host reads itself (not chargeback/settings.py).
 HOST_SETTINGS = re.compile(

@@ -13,6 +13,8 @@ param storageTableEndpoint string
 param deploymentContainer string
 param deadletterContainer string
 param exportsContainer string
+@description('Blob container with rate_card.csv, deployments.csv and budgets.csv (read at run time).')
+param configContainer string
 param eventHubNamespaceFqdn string
 param eventHubName string
 param consumerGroupName string
@@ -137,6 +139,8 @@ var appSettings = {
   STORAGE_BLOB_ENDPOINT: storageBlobEndpoint
   DEADLETTER_CONTAINER: deadletterContainer
   EXPORTS_CONTAINER: exportsContainer
+  // The admin's rate card, deployments map and budgets (infra/README.md): never the shipped examples.
+  CONFIG_CONTAINER: configContainer
   ROLLUP_GRACE_HOURS: string(rollupGraceHours)
   GATEWAY_LOG_WAIT_MINUTES: string(gatewayLogWaitMinutes)
   PTU_OUTPUT_WEIGHT: ptuOutputWeight

@@ -6,6 +6,7 @@ param location string
 param tags object
 param deadletterContainer string
 param exportsContainer string
+param configContainer string
 param deploymentContainer string
 param workspaceId string
 
@@ -56,6 +57,7 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01'
 resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = [for container in [
   deadletterContainer
   exportsContainer
+  configContainer
   deploymentContainer
 ]: {
   parent: blobService
