@@ -90,7 +90,7 @@ class DemoDeployment:
     model: str  # priced model
     response_model: str  # what the service reports, with its version
     deployment_type: str
-    kind: str  # chat, reasoning, embeddings, responses
+    kind: str  # chat, reasoning, embeddings, responses, audio, image, dalle, transcription, speech
 
 
 DEPLOYMENTS = (
@@ -102,8 +102,16 @@ DEPLOYMENTS = (
     DemoDeployment("reasoning-o4-mini", "o4-mini", "o4-mini-2025-04-16", "global", "reasoning"),
     DemoDeployment("embed-small", "text-embedding-3-small", "text-embedding-3-small", "global", "embeddings"),
     DemoDeployment("lab-router", "model-router", "model-router-2025-05-19", "global", "chat"),
+    DemoDeployment(
+        "voice-gpt4o-audio", "gpt-4o-audio-preview", "gpt-4o-audio-preview-2024-12-17", "global", "audio"
+    ),
+    DemoDeployment("images-gpt-image", "gpt-image-1", "gpt-image-1", "global", "image"),
+    DemoDeployment("images-dalle3", "dall-e-3", "dall-e-3", "regional", "dalle"),
+    DemoDeployment("stt-whisper", "whisper", "whisper", "regional", "transcription"),
+    DemoDeployment("tts-voice", "tts", "tts", "regional", "speech"),
 )
 BY_NAME = {d.name: d for d in DEPLOYMENTS}
+NON_TEXT = frozenset({"audio", "image", "dalle", "transcription", "speech"})
 
 TEAMS = (
     Team(
@@ -122,6 +130,18 @@ TEAMS = (
     Team("search", "Enterprise Search", 0.22, (("embed-small", 0.55), ("chat-gpt41-mini", 0.45))),
     Team("finance-ai", "Finance Assistant", 0.10, (("chat-gpt4o-eu", 0.8), ("reasoning-o4-mini", 0.2))),
     Team("hr-helpdesk", "HR Helpdesk", 0.06, (("chat-gpt4o-eu", 0.5), ("chat-gpt4o-mini", 0.5))),
+    Team(
+        "media-studio",
+        "Media and Contact Center",
+        0.06,
+        (
+            ("voice-gpt4o-audio", 0.3),
+            ("images-gpt-image", 0.2),
+            ("images-dalle3", 0.15),
+            ("stt-whisper", 0.2),
+            ("tts-voice", 0.15),
+        ),
+    ),
 )
 
 BAD_BODIES = (
@@ -233,6 +253,8 @@ class Generator:
             tokens = self.rng.randint(8, 2000)
             body["usage"] = {"prompt_tokens": tokens, "total_tokens": tokens}
             return body
+        if deployment.kind in NON_TEXT:
+            return self.non_text(body, deployment.kind)
         if deployment.kind == "responses":
             usage = self.chat_usage(reasoning=False)
             body["usage"] = {
@@ -248,6 +270,47 @@ class Generator:
         body["usage"] = self.chat_usage(reasoning=deployment.kind == "reasoning")
         if roll > 0.97:
             body["servedFromCache"] = True
+        return body
+
+    def non_text(self, body: dict[str, Any], kind: str) -> dict[str, Any]:
+        """Audio, image, transcription and speech calls, as the policy emits them (documented shapes)."""
+        rng = self.rng
+        if kind == "audio":
+            audio_in, audio_out = rng.choice((0, rng.randint(50, 900))), rng.randint(100, 1500)
+            text_in, text_out = rng.randint(20, 600), rng.randint(10, 200)
+            body["usage"] = {
+                "prompt_tokens": text_in + audio_in,
+                "completion_tokens": text_out + audio_out,
+                "total_tokens": text_in + audio_in + text_out + audio_out,
+                "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": audio_in},
+                "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": audio_out},
+            }
+        elif kind == "image":
+            quality, output = rng.choice((("low", 272), ("medium", 1056), ("high", 4160)))
+            text, image = rng.randint(8, 120), rng.choice((0, 0, 323))
+            body["usage"] = {
+                "total_tokens": text + image + output,
+                "input_tokens": text + image,
+                "output_tokens": output,
+                "input_tokens_details": {"text_tokens": text, "image_tokens": image},
+            }
+            body["billableUnits"] = {"images": 1, "imageSize": "1024x1024", "imageQuality": quality}
+        elif kind == "dalle":
+            quality = rng.choice(("standard", "standard", "hd"))
+            size = rng.choice(("1024x1024", "1024x1024", "1792x1024"))
+            body["billableUnits"] = {
+                "images": rng.choice((1, 1, 2)),
+                "imageSize": size,
+                "imageQuality": quality,
+            }
+        elif kind == "transcription":
+            seconds = round(rng.uniform(4, 600), 1)
+            if rng.random() < 0.5:
+                body["usage"] = {"type": "duration", "seconds": round(seconds)}
+            else:
+                body["billableUnits"] = {"audioSeconds": seconds}  # verbose_json's duration
+        else:
+            body["billableUnits"] = {"characters": rng.randint(40, 4000)}
         return body
 
     def streamed(self, body: dict[str, Any], deployment: DemoDeployment, roll: float) -> dict[str, Any]:

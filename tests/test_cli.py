@@ -155,7 +155,8 @@ def test_demo_generates_ingests_and_reports_a_month(tmp_path: Path, monkeypatch:
         )
     assert found == (400, 400)
     # Streams go through APIM unbuffered: charged from its LLM log as a superseding revision.
-    assert sources == {"reported": 0, "estimated": 0, "gateway-log": 1}
+    # Images, speech and transcription priced by the units the gateway measured are "recounted".
+    assert sources == {"reported": 0, "estimated": 0, "gateway-log": 1, "recounted": 0}
     assert "charged from APIM's LLM log" in out
     lines = (tmp_path / "demo" / "events-2026-10.jsonl").read_bytes().splitlines()
     assert len(lines) > 400  # redeliveries and broken events on top of the 400 calls

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from chargeback.core.pricing import DeploymentMap, RateCard
 from chargeback.demo import DEPLOYMENTS, TEAMS, Generator, last_month, month_bounds, write_config
@@ -56,3 +57,33 @@ def test_last_month_and_its_bounds():
     assert last_month(date(2026, 1, 5)) == "2025-12"
     start, end = month_bounds("2026-02")
     assert (start.isoformat(), end.isoformat()) == ("2026-02-01T00:00:00+00:00", "2026-03-01T00:00:00+00:00")
+
+
+def test_the_month_holds_audio_image_transcription_and_speech_calls():
+    """The demo month has gpt-4o-audio, gpt-image-1, dall-e-3, whisper and tts calls in the policy's
+    shapes: audio tokens, image tokens, billableUnits images, seconds and characters."""
+    events = []
+    for body in Generator("2026-10", 7).events(3000):
+        try:
+            events.append(json.loads(body))
+        except (ValueError, UnicodeDecodeError):
+            continue  # the month's deliberately broken bodies
+    by_deployment: dict[str, list[dict[str, Any]]] = {}
+    for event in events:
+        if isinstance(event, dict) and event.get("statusCode") == 200:
+            by_deployment.setdefault(str(event.get("deployment")), []).append(event)
+    audio = by_deployment["voice-gpt4o-audio"][0]["usage"]
+    assert audio["completion_tokens_details"]["audio_tokens"] > 0
+    assert "image_tokens" in by_deployment["images-gpt-image"][0]["usage"]["input_tokens_details"]
+    assert by_deployment["images-dalle3"][0]["billableUnits"]["images"] >= 1
+    whisper = by_deployment["stt-whisper"]
+    assert any("audioSeconds" in e.get("billableUnits", {}) for e in whisper)
+    assert any((e.get("usage") or {}).get("type") == "duration" for e in whisper)
+    assert by_deployment["tts-voice"][0]["billableUnits"]["characters"] > 0
+
+
+def test_the_demo_card_prices_every_demo_meter():
+    """Every non-text demo deployment is mapped, and the shipped card has a price for its meters."""
+    card = RateCard.load(default_config_path("rate_card.csv"))
+    models = card.models()
+    assert {"gpt-4o-audio-preview", "gpt-image-1", "dall-e-3", "whisper", "tts"} <= models
