@@ -98,6 +98,10 @@ _REGIONAL = {"regnl", "rgnl", "regional", "regn", "rgnl."}
 _BATCH = {"batch", "btch"}
 _PRIORITY = {"pp", "prty", "priority"}
 _PTU = {"ptu", "provisioned", "ptum", "pu"}
+# Per-unit meters (DESIGN's names): images, transcription hours, text-to-speech characters.
+_IMAGES = {"images", "image-generation"}
+_HOURS = {"hour", "hours", "hrs"}
+_CHARACTERS = {"characters", "character", "chars"}
 _NOISE = {"tokens", "token", "1m", "1k", "million", "thousand", "units", "unit"}
 _RESOURCE = re.compile(r"/providers/microsoft\.cognitiveservices/accounts/", re.IGNORECASE)
 _SERVICES = ("openai", "foundry models", "cognitive services", "ai services", "foundry")
@@ -172,7 +176,13 @@ def parse_meter(name: str, models: Iterable[str]) -> Meter:
     # a meter without a direction (embeddings) is an input meter
     direction = "output" if flags & _OUTPUT else "input" if (flags & _INPUT or cached or best) else ""
     modality = "audio-" if flags & _AUDIO else "image-" if flags & _IMAGE else ""
-    if write:
+    if flags & _IMAGES or any(re.fullmatch(r"\d{3,4}x\d{3,4}", word) for word in rest):
+        meter = "images"
+    elif flags & _HOURS:
+        meter = "audio-seconds"
+    elif flags & _CHARACTERS:
+        meter = "characters"
+    elif write:
         meter = f"{modality}cache-write"
     elif direction:
         meter = f"{'cached-' if cached else ''}{modality}{direction}"

@@ -36,6 +36,18 @@ UNPRICED_AT: Mapping[str, Decimal] = {
     "output": Decimal("8.00"),
 }
 DIRECTIONS = {"input": "Inp", "cached-input": "cchd Inp", "output": "Outp"}
+# The audio, image and per-unit meters, billed as the statement priced them (no gap planted).
+OTHER_DIRECTIONS = {
+    "audio-input": "aud Inp",
+    "cached-audio-input": "aud cchd Inp",
+    "audio-output": "aud Outp",
+    "image-input": "img Inp",
+    "cached-image-input": "img cchd Inp",
+    "image-output": "img Outp",
+    "images": "Images",
+    "audio-seconds": "Hours",
+    "characters": "Characters",
+}
 SCOPES = {
     "global": "glbl",
     "datazone": "DZ",
@@ -232,7 +244,7 @@ def meter_name(model: str, deployment_type: str, meter: str) -> str:
     scope = SCOPES.get(deployment_type, deployment_type)
     if model.startswith("text-embedding"):
         return f"{model}-{scope}"  # embeddings meters name no direction
-    return f"{model}-{DIRECTIONS.get(meter, meter)}-{scope}"
+    return f"{model}-{DIRECTIONS.get(meter) or OTHER_DIRECTIONS.get(meter, meter)}-{scope}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,7 +274,10 @@ def sample_invoice(
     """
     priced: dict[tuple[str, str, str], dict[Decimal, int]] = defaultdict(lambda: defaultdict(int))
     unpriced: dict[tuple[str, str, str], int] = defaultdict(int)
+    others: list[dict[str, str]] = []
     for row in csv.DictReader(io.StringIO(focus_csv.decode("utf-8"))):
+        if row.get("x_Meter") in OTHER_DIRECTIONS and row.get("ListUnitPrice"):
+            others.append(row)
         if row.get("x_Meter") not in DIRECTIONS:
             continue
         key = (row["x_Model"], row["x_DeploymentType"], row["x_Meter"])
@@ -292,6 +307,19 @@ def sample_invoice(
                 meter_name(model, kind, meter),
                 quantity=used / MILLION,
                 unit_price=list_price,
+                day=f"{day % 28 + 1:02d}",
+            )
+        )
+    for day, row in enumerate(others):
+        unit = row["PricingUnit"]
+        rows.append(
+            cost_row(
+                month,
+                meter_name(row["x_Model"], row["x_DeploymentType"], row["x_Meter"]),
+                quantity=Decimal(row["PricingQuantity"]),
+                unit_price=Decimal(row["ListUnitPrice"]),
+                unit=unit,
+                block="1000000" if unit.startswith("1M") else "3600" if unit == "Hours" else "1",
                 day=f"{day % 28 + 1:02d}",
             )
         )
