@@ -155,7 +155,8 @@ def test_focus_values_the_validator_cannot_check(demo_month: Path) -> None:
             Decimal(row["ListCost"]), abs=Decimal("0.000001")
         )
     usage = [r for r in rows if r["x_Meter"] != "ptu-allocation"]
-    assert {r["PricingUnit"] for r in usage} == {"1000000 Tokens"}
+    # One unit per meter: tokens, and the demo's images, transcription hours and TTS characters.
+    assert {r["PricingUnit"] for r in usage} == {"1000000 Tokens", "Images", "Hours", "1000000 Characters"}
     assert all(r["RegionId"] == r["RegionName"].replace(" ", "").lower() and r["RegionId"] for r in usage)
     assert all(json.loads(r["Tags"]).keys() == {"project"} for r in usage)
     unpriced = [r for r in usage if r["x_PricingStatus"] == "unpriced"]
