@@ -110,6 +110,8 @@ def print_statement(settings: Settings, publication: Any, console: Any) -> None:
         title=f"Chargeback {publication.month} (version {publication.version})",
         title_justify="left",
         box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
     )
     # Short headings so the table stays whole at 80 columns; the CSV keeps the full column names.
     columns = (

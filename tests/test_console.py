@@ -53,16 +53,20 @@ def test_the_statement_is_read_back_from_the_export_store(tmp_path: Path):
     FolderExportStore(tmp_path).create(
         "chargeback-2026-10.summary.csv",
         b"SubscriptionId,CostCenter,Requests,TotalCost,AllocatedCost,Budget,BudgetUsedPct\n"
-        b"team-a,CC-1,12,3.50,0.00,10.00,35.00\n",
+        b"team-a,CC-1,12,3.50,0.00,10.00,35.00\n"
+        b"(unallocated),,0,0.00,3900.00,,\n"
+        b"customer-support-bot,CC-1001,12345,1234.56,789.01,20000.00,138.10\n",
     )
     publication = Publication("2026-10", 1, "f.csv", "s.csv", "m.json", True)
-    console = recorder()
+    console = Console(record=True, width=80, force_terminal=False)  # a plain 80-column terminal
     print_statement(settings, publication, console)
     text = console.export_text()
     assert "Chargeback 2026-10 (version 1)" in text
     assert "team-a" in text
     assert "Used %" in text
     assert "35.00" in text
+    assert "138.10" in text
+    assert max(len(line) for line in text.splitlines()) <= 80
     assert "FOCUS CSV:   f.csv (published)" in text
 
 
