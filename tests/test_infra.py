@@ -443,3 +443,46 @@ def test_alert_rules_cover_budgets_unpriced_usage_and_dead_letters() -> None:
     assert "category: 'StorageWrite'" in read(INFRA / "app" / "storage.bicep")
     assert "emailReceivers: empty(alertEmail) ? [] : [" in text
     assert text.count("actionGroup.id") == 4
+
+
+def test_stream_estimates_keep_only_calls_whose_latest_revision_waits() -> None:
+    """stream_estimates.kql over Log Analytics' rows: a superseded estimate is not counted, a waiting is."""
+    import duckdb_kql
+
+    from chargeback.edges.kqlrun import bind
+    from chargeback.edges.store import DUCKDB_TYPES
+
+    con = duckdb_kql.connect()
+    columns = table_columns(USAGE_TABLE)
+    declared = ", ".join(f'"{c.name}" {DUCKDB_TYPES[c.type]}' for c in columns)
+    con.sql(f'CREATE TABLE "{USAGE_TABLE}" ({declared})')
+    names = [c.name for c in columns]
+    when = datetime(2026, 10, 5, 12, 0)
+
+    def row(request_id: str, revision: int, unknown: str, cost: float) -> None:
+        values = dict.fromkeys(names)
+        values.update(
+            TimeGenerated=when + timedelta(minutes=revision),
+            RequestId=request_id,
+            SubscriptionId="team-a",
+            Currency="USD",
+            UsageRevision=revision,
+            UsageUnknown=unknown,
+            PromptTokens=100,
+            TotalCost=cost,
+        )
+        marks = ", ".join("?" for _ in names)
+        con.execute(f'INSERT INTO "{USAGE_TABLE}" VALUES ({marks})', [values[n] for n in names])
+
+    row("s1", 0, "completion-tokens", 1.0)  # superseded below by APIM's LLM log
+    row("s1", 1, "cached-tokens,reasoning-tokens", 3.0)
+    row("s2", 0, "completion-tokens", 2.0)  # still waiting, and redelivered
+    row("s2", 0, "completion-tokens", 2.0)
+    row("r3", 0, "", 5.0)  # reported usage
+    text = bind(
+        read(REPO / "chargeback" / "kql" / "stream_estimates.kql"),
+        {"MonthStart": datetime(2026, 10, 1, tzinfo=UTC), "MonthEnd": datetime(2026, 11, 1, tzinfo=UTC)},
+    )
+    relation = duckdb_kql.kql(con, text)
+    rows = [dict(zip(relation.columns, values, strict=True)) for values in relation.fetchall()]
+    assert [(r["SubscriptionId"], r["Requests"], r["TotalCost"]) for r in rows] == [("team-a", 1, 2.0)]
