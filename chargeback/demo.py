@@ -449,16 +449,35 @@ def run(settings: Settings, console: Any, *, month: str | None, events: int, see
 
     # The daily budget timer, replayed over the month (06:00 UTC each day, then at the close):
     # forecast alerts fire early, actual ones when crossed, each only once.
+    # Budget actions ride along, as the timers take them, on a local stand-in for the APIM instance
+    # (a JSON file): a team over its `throttle` budget is throttled once, and the first check of the
+    # next month lifts it; both are rows in the alerts table.
+    from chargeback.edges.apim import LocalGateway
+    from chargeback.jobs.enforce import run_enforcement
+    from chargeback.jobs.rollup import month_of
+
+    gateway = LocalGateway(workdir / f"apim-{month}.json")
+    runner, sink = wiring.build_runner(settings), wiring.build_alert_sink(settings)
+    options = wiring.enforcement_options(settings)
     start, end = month_bounds(month)
     raised: list[Any] = []
+    actions: list[Any] = []
     day = start + timedelta(hours=6)
     while day < end:
-        raised.extend(wiring.budget_check(settings, month, day)[1])
+        check, rows = wiring.budget_check(settings, month, day)
+        raised.extend(rows)
+        actions.extend(run_enforcement(check, runner, sink, gateway, options, now=day).recorded)
         day += timedelta(days=1)
     raised.extend(wiring.budget_check(settings, month, end)[1])
+    rollover = end + timedelta(hours=1)
+    next_check = wiring.budget_check(settings, month_of(rollover), rollover)[0]
+    actions.extend(run_enforcement(next_check, runner, sink, gateway, options, now=rollover).recorded)
     publication = wiring.monthly_statement(settings, month)
     print_statement(settings, publication, console)
     print_alerts(raised, console)
+    console.print(f"[bold]{len(actions)} budget action(s)[/bold] (local APIM stand-in {gateway.path}):")
+    for row in actions:
+        console.print(f"  {row['AlertKind']}: {row['Message']}", markup=False)
     console.print(f"Store: {settings.chargeback_duckdb_path}   Dead-letters: {settings.deadletter_path}")
     invoice_and_report(settings, month, publication.version, workdir, console)
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -90,3 +91,19 @@ def test_resource_id_must_name_an_apim_instance() -> None:
     for bad in ("apim", "/subscriptions/x/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/s"):
         with pytest.raises(ConfigError, match="APIM_RESOURCE_ID"):
             check_resource_id(bad)
+
+
+def test_local_gateway_keeps_states_and_named_values_in_a_file(tmp_path: Path) -> None:
+    """The demo's stand-in: states and named values survive a new instance; blank values are refused."""
+    from chargeback.edges.apim import LocalGateway
+
+    gateway = LocalGateway(tmp_path / "apim.json")
+    assert gateway.subscription_state("team-a") == "active"
+    assert gateway.named_value("aoai-chargeback-throttled") is None
+    gateway.set_subscription_state("team-a", "suspended")
+    gateway.put_named_value("aoai-chargeback-throttled", "e30=")
+    again = LocalGateway(tmp_path / "apim.json")
+    assert again.subscription_state("team-a") == "suspended"
+    assert again.named_value("aoai-chargeback-throttled") == "e30="
+    with pytest.raises(EnforcementError, match="1 to 4096"):
+        again.put_named_value("aoai-chargeback-throttled", " ")

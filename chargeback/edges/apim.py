@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -220,3 +221,50 @@ def _arm_error(text: str) -> str:
         return f"{error.get('code', '')}: {error.get('message', '')}".strip(": ")
     except (json.JSONDecodeError, AttributeError):
         return text[:200]
+
+
+class LocalGateway:
+    """A JSON file standing in for an APIM instance's subscriptions and named values (the demo).
+
+    Same calls as ``ApimManagement``; as the DuckDB store stands in for Log Analytics, this lets
+    ``chargeback demo`` show a throttle applied and lifted without an APIM instance.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+
+    def _load(self) -> dict[str, dict[str, str]]:
+        if not self.path.exists():
+            return {"subscriptions": {}, "namedValues": {}}
+        loaded: dict[str, dict[str, str]] = json.loads(self.path.read_text(encoding="utf-8"))
+        return loaded
+
+    def _save(self, state: dict[str, dict[str, str]]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(state, indent=2, sort_keys=True), encoding="utf-8")
+
+    def subscription_state(self, sid: str) -> str:
+        """The subscription's state (active unless set)."""
+        return self._load()["subscriptions"].get(sid, ACTIVE)
+
+    def set_subscription_state(self, sid: str, state: str, comment: str = "") -> str:
+        """Set the subscription's state."""
+        current = self._load()
+        current["subscriptions"][sid] = state
+        self._save(current)
+        return state
+
+    def named_value(self, name: str) -> str | None:
+        """A named value's text, or None."""
+        return self._load()["namedValues"].get(name)
+
+    def put_named_value(self, name: str, value: str) -> None:
+        """Create or replace a named value (1 to 4,096 characters, as APIM requires)."""
+        if not value.strip() or len(value) > 4096:
+            raise EnforcementError(f"write named value {name}: APIM takes 1 to 4096 characters")
+        current = self._load()
+        current["namedValues"][name] = value
+        self._save(current)
+
+    def close(self) -> None:
+        """Nothing to close."""
