@@ -63,6 +63,7 @@ class Settings:
     apim_resource_id: str = ""
     apim_management_endpoint: str = "https://management.azure.com"
     apim_throttle_named_value: str = "aoai-chargeback-throttled"
+    deadletter_redact_bodies: str = "false"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -115,6 +116,10 @@ class Settings:
                 check_endpoint(name.upper(), value)
         if self.alert_webhook_url:
             check_endpoint("ALERT_WEBHOOK_URL", self.alert_webhook_url)
+        if self.deadletter_redact_bodies.lower() not in ("true", "false"):
+            raise ConfigError(
+                f"DEADLETTER_REDACT_BODIES={self.deadletter_redact_bodies!r} must be true or false"
+            )
         self._validate_enforcement()
 
     def _validate_enforcement(self) -> None:
@@ -142,6 +147,11 @@ class Settings:
     def enforcement_on(self) -> bool:
         """True when budgets with a throttle or suspend action are acted on at the gateway."""
         return self.budget_enforcement.lower() == "on"
+
+    @property
+    def redact_bodies(self) -> bool:
+        """DEADLETTER_REDACT_BODIES: dead-letters keep no request or response body (a digest instead)."""
+        return self.deadletter_redact_bodies.lower() == "true"
 
     @property
     def rate_card(self) -> Path:

@@ -149,16 +149,22 @@ def build_blob_deadletter(settings: Settings, **client_options: Any) -> BlobDead
 
 @lru_cache(maxsize=4)
 def build_deadletter(settings: Settings) -> DeadLetterStore:
-    """The dead-letter store: a Blob container when one is configured, else the local folder."""
+    """The dead-letter store: a Blob container when one is configured, else the local folder.
+
+    DEADLETTER_REDACT_BODIES=true wraps it so that no request or response body is kept.
+    """
+    from chargeback.edges.deadletter import LocalDeadLetterStore, RedactingDeadLetterStore
+
+    store: DeadLetterStore
     if settings.deadletter_container:
         if not settings.uses_blob:
             raise ConfigError(
                 "DEADLETTER_CONTAINER needs STORAGE_BLOB_ENDPOINT (or STORAGE_CONNECTION_STRING for Azurite)"
             )
-        return build_blob_deadletter(settings)
-    from chargeback.edges.deadletter import LocalDeadLetterStore
-
-    return LocalDeadLetterStore(settings.deadletter_path)
+        store = build_blob_deadletter(settings)
+    else:
+        store = LocalDeadLetterStore(settings.deadletter_path)
+    return RedactingDeadLetterStore(store) if settings.redact_bodies else store
 
 
 def build_replay_source(settings: Settings) -> ReplaySource:

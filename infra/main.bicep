@@ -47,6 +47,17 @@ param tableRetentionDays int = 730
 @description('Total retention of the chargeback tables, archive included (days). Finance usually keeps 7 years.')
 param tableTotalRetentionDays int = 2556
 
+@minValue(1)
+@description('Days the dead-letter container keeps what failed (bodies kept for replay) before the lifecycle rule deletes it.')
+param deadletterRetentionDays int = 30
+
+@minValue(1)
+@description('Days a published export stays immutable (WORM) in the exports container. Finance usually keeps 7 years.')
+param exportsImmutabilityDays int = 2555
+
+@description('true: dead-letters keep no request or response body (DEADLETTER_REDACT_BODIES); a recount on replay is then impossible.')
+param deadletterRedactBodies bool = false
+
 @minValue(0)
 @description('Hours after month end before the monthly close runs (late events).')
 param rollupGraceHours int = 48
@@ -151,6 +162,8 @@ module storage 'app/storage.bicep' = {
     configContainer: configContainer
     deploymentContainer: deploymentContainer
     workspaceId: monitoring.outputs.workspaceId
+    deadletterRetentionDays: deadletterRetentionDays
+    exportsImmutabilityDays: exportsImmutabilityDays
   }
 }
 
@@ -184,6 +197,7 @@ module function 'app/function.bicep' = {
     gatewayLogWaitMinutes: gatewayLogWaitMinutes
     ptuOutputWeight: ptuOutputWeight
     alertWebhookUrl: alertWebhookUrl
+    deadletterRedactBodies: deadletterRedactBodies
     maximumInstanceCount: maximumInstanceCount
     budgetEnforcement: deployApim ? budgetEnforcement : 'off'
     budgetEnforcementExempt: budgetEnforcementExempt
@@ -204,6 +218,8 @@ module rbac 'app/rbac.bicep' = {
     workspaceName: monitoring.outputs.workspaceName
     appInsightsName: monitoring.outputs.appInsightsName
     storageAccountName: storage.outputs.name
+    deadletterContainer: deadletterContainer
+    exportsContainer: exportsContainer
   }
 }
 

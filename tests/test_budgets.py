@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import tempfile
 import threading
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -175,3 +176,29 @@ def test_webhook_gets_one_text_message_per_check(october_store: Any) -> None:
     assert message["type"].startswith("application/json")
     assert set(message["json"]) == {"text"}
     assert all(chat_text(row["Message"]) in message["json"]["text"] for row in raised)
+
+
+def test_a_subscription_billed_mostly_on_estimates_raises_an_estimated_alert(pricer) -> None:
+    """Cut bodies charged their upper bound: a subscription with >= 10 % of its spend estimated is flagged."""
+    from chargeback.core.pipeline import Message, Source
+    from chargeback.edges.deadletter import LocalDeadLetterStore
+    from chargeback.edges.store import DuckDBStore
+    from chargeback.jobs.ingest import ingest_batch
+    from tests.conftest import make_event, to_body
+
+    cut = json.dumps({"messages": [{"role": "user", "content": "word " * 60_000}]})[:190_000]
+    events = [make_event(subscriptionId="team-x", usage=None, truncated=True, requestBody=cut)]
+    events += [make_event(subscriptionId="team-x") for _ in range(3)]
+    events += [make_event(subscriptionId="team-y") for _ in range(3)]
+    with DuckDBStore() as store, tempfile.TemporaryDirectory() as folder:
+        ingest_batch(
+            [Message(to_body(e), Source("file")) for e in events],
+            pricer=pricer,
+            writer=store,
+            deadletter=LocalDeadLetterStore(folder),
+        )
+        result = check_budgets(LocalKqlRunner(store.connection), {}, [], "2026-10", END)
+    estimated = [c for c in result.candidates if c.kind == "estimated"]
+    assert [c.spend.subscription_id for c in estimated] == ["team-x"]
+    assert estimated[0].alert_id == "2026-10/team-x/estimated/10"
+    assert "estimated counts" in estimated[0].message

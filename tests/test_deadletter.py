@@ -11,7 +11,7 @@ import pytest
 from chargeback.core.pipeline import Message, Source
 from chargeback.edges.deadletter import LocalDeadLetterStore
 from chargeback.edges.sinks import DeadLetter
-from chargeback.errors import Reason, SinkError
+from chargeback.errors import ConfigError, Reason, SinkError
 
 STAMP = datetime(2026, 10, 20, 12, 30, tzinfo=UTC)
 
@@ -124,3 +124,54 @@ def test_the_replay_ledger_round_trips_through_the_folder(tmp_path: Path):
     ledger = sorted(str(p.relative_to(tmp_path / "dl")) for p in (tmp_path / "dl" / "replayed").iterdir())
     assert ledger == sorted([ledger_name({"a", "b"}), ledger_name({"c"})])
     assert list(store.records()) == []
+
+
+def test_redaction_keeps_no_body_text_but_what_prices_reported_usage(tmp_path: Path):
+    """DEADLETTER_REDACT_BODIES: bodies become a sha256 and length; ids and usage stay; rows pass as is."""
+    from chargeback.edges.deadletter import RedactingDeadLetterStore
+
+    secret = "my secret prompt"
+    event = {
+        "requestId": "r1",
+        "usage": {"prompt_tokens": 5},
+        "requestBody": secret,
+        "responseBody": "answer",
+    }
+    store = RedactingDeadLetterStore(LocalDeadLetterStore(tmp_path))
+    row = DeadLetter(
+        Message(b'{"RequestId":"r2"}', Source("file")), Reason.WRITE_FAILED, "d", STAMP, kind="row"
+    )
+    store.put(
+        [
+            letter(json.dumps(event).encode(), Reason.INTERNAL_ERROR),
+            letter(b"not json " + secret.encode()),
+            row,
+        ]
+    )
+    records = {r.kind + r.reason.value: r for r in LocalDeadLetterStore(tmp_path).records()}
+    kept = json.loads(records["eventinternal-error"].message.body)
+    assert (kept["requestId"], kept["usage"], kept["requestBody"], kept["responseBody"]) == (
+        "r1",
+        {"prompt_tokens": 5},
+        None,
+        None,
+    )
+    assert kept["redactedBodies"]["requestBody"]["bytes"] == len(secret)
+    assert secret.encode() not in b"".join(
+        path.read_bytes() for path in LocalDeadLetterStore(tmp_path).files()
+    )
+    assert records["rowwrite-failed"].message.body == b'{"RequestId":"r2"}'
+
+
+def test_the_redaction_switch_is_read_from_the_settings(tmp_path: Path):
+    """wiring.build_deadletter wraps the store when DEADLETTER_REDACT_BODIES=true, and only then."""
+    from chargeback.edges.deadletter import RedactingDeadLetterStore
+    from chargeback.settings import Settings
+    from chargeback.wiring import build_deadletter
+
+    on = Settings.from_env({"DEADLETTER_PATH": str(tmp_path), "DEADLETTER_REDACT_BODIES": "true"})
+    off = Settings.from_env({"DEADLETTER_PATH": str(tmp_path)})
+    assert isinstance(build_deadletter(on), RedactingDeadLetterStore)
+    assert isinstance(build_deadletter(off), LocalDeadLetterStore)
+    with pytest.raises(ConfigError):
+        Settings.from_env({"DEADLETTER_REDACT_BODIES": "yes"})

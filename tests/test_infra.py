@@ -227,7 +227,24 @@ def test_identity_and_keys_are_locked_down() -> None:
     assert "allowSharedKeyAccess: false" in storage
     assert "allowBlobPublicAccess: false" in storage
     assert "tierToCool: {\n                  daysAfterModificationGreaterThan: 30" in storage
-    assert "delete: {\n                  daysAfterModificationGreaterThan: 180" in storage
+    assert "delete: {\n                  daysAfterModificationGreaterThan: deadletterRetentionDays" in storage
+
+
+def test_published_exports_are_worm_and_the_user_reads_only_two_containers() -> None:
+    """Exports: version-level immutability with a default policy (WORM); the user reads two containers."""
+    storage = read(INFRA / "app" / "storage.bicep")
+    assert "immutableStorageWithVersioning: {\n      enabled: true" in storage
+    assert "isVersioningEnabled: true" in storage
+    assert re.search(r"immutabilityPolicies@[\d-]+' = \{\n  parent: exports\n", storage)
+    assert "immutabilityPeriodSinceCreationInDays: exportsImmutabilityDays" in storage
+    assert "allowProtectedAppendWrites: false" in storage
+    rbac = read(INFRA / "app" / "rbac.bicep")
+    reader = rbac[rbac.index("resource userReadsBlobs") :]
+    assert "scope: readableContainers[i]" in reader
+    assert "scope: storage\n" not in reader
+    main = read(INFRA / "main.bicep")
+    assert "param deadletterRetentionDays int = 30" in main
+    assert "DEADLETTER_REDACT_BODIES: string(deadletterRedactBodies)" in read(FUNCTION_BICEP)
 
 
 def test_apim_gets_the_policy_with_the_logger_substituted() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from chargeback.core.pipeline import Message, Row, Source
+from chargeback.core.pipeline import Message, Row, Source, row_from_json, row_to_json
 from chargeback.edges.deadletter import LocalDeadLetterStore
 from chargeback.edges.sinks import DeadLetter, FailedRow, WriteResult
 from chargeback.edges.store import DuckDBStore
@@ -80,8 +80,8 @@ class RefusingWriter:
         return result
 
 
-def test_rows_the_writer_refuses_are_dead_lettered_with_their_body(pricer, tmp_path: Path):
-    """A failed row goes to the dead-letter with write-failed and the original message."""
+def test_rows_the_writer_refuses_are_dead_lettered_as_their_priced_row(pricer, tmp_path: Path):
+    """A row refused after pricing is dead-lettered as that row (no bodies), and replays as it was."""
     refused = make_event()
     writer, dead = RefusingWriter({refused["requestId"]}), LocalDeadLetterStore(tmp_path)
     summary = ingest_batch(
@@ -95,7 +95,16 @@ def test_rows_the_writer_refuses_are_dead_lettered_with_their_body(pricer, tmp_p
     [record] = dead.records()
     assert record.reason == Reason.WRITE_FAILED
     assert record.request_id == refused["requestId"]
-    assert record.message.body == to_body(refused)
+    assert record.kind == "row"
+    row = row_from_json(record.message.body)
+    assert (row["RequestId"], row["SubscriptionId"], row["PromptTokens"]) == (
+        refused["requestId"],
+        "team-a",
+        1000,
+    )
+    assert isinstance(row["TotalCost"], Decimal)
+    assert row_to_json(row) == record.message.body  # exact: costs as decimal strings
+    assert b"messages" not in record.message.body
 
 
 class DownWriter:

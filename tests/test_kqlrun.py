@@ -263,7 +263,9 @@ def test_the_disabled_dedupe_is_folded_away(name: str, params: dict[str, Any], o
     scans = {"SEQ_SCAN", "TABLE_SCAN"}
     assert sum(operator in scans for operator in off) == 1, off
     assert not any("JOIN" in operator for operator in off), off
-    assert on.count("HASH_JOIN") == 2, on
+    assert on.count("HASH_JOIN") == 4, (
+        on
+    )  # Repeated and Earlier (ids charged in earlier months), two legs each
     assert sum(operator in scans for operator in on) >= 2, on
 
 
@@ -387,3 +389,37 @@ def test_a_later_revision_supersedes_in_both_stores_without_double_charging(octo
     assert abs(float(remote.OutputCost.sum()) - float(local.OutputCost.sum())) < 1e-6
     assert spend.Requests.sum() <= len(original)
     assert set(local.UsageSource) >= {"gateway-log"}
+
+
+def test_a_conflict_and_a_next_month_redelivery_resolve_as_in_the_keyed_store(october_store: Any) -> None:
+    """Keyless (Log Analytics): a later conflicting row loses and a November copy is not charged again."""
+    keyed = LocalKqlRunner(october_store.connection).run("monthly_rollup", MONTH)
+    connection = monthdata.duplicated_copy(october_store)
+    [(request_id,)] = connection.execute(
+        'SELECT "RequestId" FROM "AOAIChargeback_CL" ORDER BY "RequestId" LIMIT 1'
+    ).fetchall()
+    # The same call charged to another subscription an hour later (a conflict that reached Log
+    # Analytics from another batch), and a replay of it stamped in November (the 2-day clamp).
+    connection.execute(
+        """INSERT INTO "AOAIChargeback_CL" SELECT * REPLACE ('team-z' AS "SubscriptionId",
+               "TimeGenerated" + INTERVAL 1 HOUR AS "TimeGenerated") FROM "AOAIChargeback_CL"
+           WHERE "RequestId" = $id LIMIT 1""",
+        {"id": request_id},
+    )
+    connection.execute(
+        """INSERT INTO "AOAIChargeback_CL" SELECT * REPLACE (TIMESTAMP '2026-11-05' AS "TimeGenerated")
+           FROM "AOAIChargeback_CL" WHERE "RequestId" = $id LIMIT 1""",
+        {"id": request_id},
+    )
+    runner = LocalKqlRunner(connection)
+    keyless = runner.run("monthly_rollup", MONTH)
+    assert "team-z" not in set(keyless.SubscriptionId)
+    by_subscription = ["SubscriptionId", "Requests", "PromptTokens", "CompletionTokens"]
+    assert (
+        keyless[by_subscription].groupby("SubscriptionId").sum().to_dict()
+        == keyed[by_subscription].groupby("SubscriptionId").sum().to_dict()
+    )
+    november = runner.run(
+        "monthly_rollup", {"MonthStart": END, "MonthEnd": datetime(2026, 12, 1, tzinfo=UTC)}
+    )
+    assert november.empty or november.Requests.sum() == 0

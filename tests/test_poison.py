@@ -19,6 +19,7 @@ import pytest
 import function_app
 from chargeback import wiring as runtime
 from chargeback.cli import main
+from chargeback.core.pipeline import row_from_json
 from chargeback.edges.deadletter import LocalDeadLetterStore
 from tests.conftest import make_event, to_body
 
@@ -261,9 +262,13 @@ def test_conflicting_duplicates_through_the_trigger_are_dead_lettered_as_conflic
     rows, dead = _rows(tmp_path / "store.duckdb"), _dead(tmp_path / "deadletter")
     assert rows[first["requestId"]]["SubscriptionId"] == "team-a"
     assert rows[first["requestId"]]["CompletionTokens"] == 200
-    assert sorted((d.message.body, d.reason.value) for d in dead) == sorted(
-        [(to_body(other_sub), "conflict"), (to_body(other_usage), "conflict")]
+    # Dead-lettered as their priced rows (the conflict is found after pricing): no bodies kept.
+    assert {(d.reason.value, d.kind) for d in dead} == {("conflict", "row")}
+    losers = sorted(
+        (r["SubscriptionId"], r["CompletionTokens"])
+        for r in map(row_from_json, (d.message.body for d in dead))
     )
+    assert losers == [("team-a", 9_999), ("team-z", 200)]
 
 
 def test_conflicting_duplicates_through_the_cli_are_dead_lettered_as_conflicts(

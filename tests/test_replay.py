@@ -72,14 +72,21 @@ class StillDown:
 
 
 def test_a_record_failing_again_the_same_way_stays_pending_without_copies(pricer, tmp_path: Path):
-    """Same reason again: not marked, not written a second time; the next replay retries it."""
+    """Same reason again: the event gives way to its priced row once; the row stays pending, no copies."""
     folder = LocalDeadLetterStore(tmp_path / "dl")
     [original] = seed(folder, 1)
     report = replay_to_pipeline(folder, pricer=pricer, writer=StillDown())
     assert (report.replayed, report.still_failing) == (0, 1)
     assert report.new_reasons == {"sink-unavailable": 1}
-    assert [r.id for r in folder.records()] == [original.id]
-    assert folder.replayed_ids() == set()
+    row = {r.kind: r for r in folder.records()}["row"]
+    request_id = json.loads(original.message.body)["requestId"]
+    assert (row.reason, row.request_id) == (Reason.SINK_UNAVAILABLE, request_id)
+    assert b"messages" not in row.message.body  # the priced row, not the request body
+    assert folder.replayed_ids() == {original.id}
+    again = replay_to_pipeline(folder, pricer=pricer, writer=StillDown())
+    assert (again.replayed, again.still_failing) == (0, 1)
+    assert sorted(r.id for r in folder.records()) == sorted([original.id, row.id])
+    assert folder.replayed_ids() == {original.id}
 
 
 def test_a_record_failing_with_a_new_reason_is_dead_lettered_anew(pricer, tmp_path: Path):

@@ -751,3 +751,31 @@ def test_reported_duration_wins_over_the_policy_seconds() -> None:
         Decimal("4.5"),
         RECOUNTED,
     )
+
+
+def test_a_request_the_policy_cut_is_charged_the_models_prompt_limit() -> None:
+    """Under-charge guard: an old-api-version stream whose 190 KB request was cut is billed 128k, not 25k."""
+    full = json.dumps({"messages": [{"role": "user", "content": "word " * 60_000}], "stream": True})
+    cut = full[:190_000]
+    usage = resolve_usage(make(truncated=True, request_body=cut, response_body=sse(delta(content="Fine"))))
+    assert usage == Usage(128_000, n("Fine"), 0, 0, ESTIMATED)
+
+
+def test_a_response_the_policy_cut_is_charged_the_requests_output_cap() -> None:
+    """A cut stream is billed the request's max_tokens (else the model's output limit), never less."""
+    request = {"messages": [{"role": "user", "content": "hello world"}], "max_tokens": 900}
+    cut = sse(delta(content="Hello " * 50), done=False)[:-30]
+    usage = resolve_usage(make(truncated=True, request_body=request, response_body=cut))
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.source) == (9, 900, ESTIMATED)
+    uncapped = {"messages": [{"role": "user", "content": "hello world"}]}
+    usage = resolve_usage(make(truncated=True, request_body=uncapped, response_body=cut, model="o4-mini"))
+    assert usage.completion_tokens == 100_000
+
+
+def test_a_cut_without_the_policys_flag_is_only_read_up_to_the_cut() -> None:
+    """The bound needs the policy's word (truncated): malformed JSON alone is recounted as far as it goes."""
+    full = json.dumps({"messages": [{"role": "user", "content": "hello world, how are you today?"}]})
+    usage = resolve_usage(
+        make(request_body=full[: full.index("how")], response_body=sse(delta(content="Fine")))
+    )
+    assert usage.prompt_tokens < 100

@@ -99,6 +99,31 @@ _MODEL_PREFIXES: tuple[tuple[str, str], ...] = (
     *((prefix, O200K_BASE) for prefix in ("o1", "o3", "o4", "gpt-oss", "codex")),
     *((prefix, CL100K_BASE) for prefix in ("gpt-4", "gpt-35-turbo", "gpt-3.5-turbo", "text-embedding-")),
 )
+# The most a call can consume, by model family (prompt tokens, completion tokens), from the model
+# pages of Azure OpenAI (2026): a body the policy cut is charged as if it had filled them (see
+# ``token_limits``). Checked in order, so the longer prefixes win. Unknown models: gpt-4o's.
+_TOKEN_LIMITS: tuple[tuple[str, tuple[int, int]], ...] = (
+    ("gpt-4.1", (1_047_576, 32_768)),
+    ("gpt-4o", (128_000, 16_384)),
+    ("chatgpt-4o", (128_000, 16_384)),
+    ("gpt-4.5", (128_000, 16_384)),
+    ("gpt-5", (272_000, 128_000)),
+    ("o1-mini", (128_000, 65_536)),
+    ("o1", (200_000, 100_000)),
+    ("o3", (200_000, 100_000)),
+    ("o4", (200_000, 100_000)),
+    ("gpt-oss", (131_072, 131_072)),
+    ("codex", (272_000, 128_000)),
+    ("gpt-4-32k", (32_768, 32_768)),
+    ("gpt-4-turbo", (128_000, 4_096)),
+    ("gpt-4-1106", (128_000, 4_096)),
+    ("gpt-4-0125", (128_000, 4_096)),
+    ("gpt-4", (8_192, 8_192)),
+    ("gpt-35-turbo", (16_385, 4_096)),
+    ("gpt-3.5-turbo", (16_385, 4_096)),
+    ("text-embedding-", (8_191, 0)),
+)
+DEFAULT_TOKEN_LIMITS = (128_000, 16_384)
 _REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5", "codex", "gpt-oss")
 _NON_REASONING_PREFIXES = ("gpt-5-chat",)
 
@@ -118,6 +143,15 @@ def encoding_name_for_model(model: str) -> str:
         if name.startswith(prefix):
             return encoding
     return DEFAULT_ENCODING
+
+
+def token_limits(model: str) -> tuple[int, int]:
+    """(most prompt tokens, most completion tokens) one call of ``model`` can be billed for."""
+    name = _normalise_model(model)
+    for prefix, limits in _TOKEN_LIMITS:
+        if name.startswith(prefix):
+            return limits
+    return DEFAULT_TOKEN_LIMITS
 
 
 def is_reasoning_model(model: str) -> bool:

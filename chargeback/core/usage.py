@@ -12,7 +12,8 @@ The order is binding (DESIGN, "Usage resolution"):
    Responses API input is counted as chat messages, the closest known approximation. Embeddings
    and legacy completions count their input texts (token arrays count their length).
 5. ``estimated``: the same recount, flagged, whenever it cannot be exact: a cut body (``truncated``
-   or JSON that does not parse, which is then read tolerantly up to the cut), a damaged stream,
+   or JSON that does not parse, which is then read tolerantly up to the cut; a body the policy says
+   it cut is charged an upper bound, the model's limits, so a cut never under-charges), a damaged stream,
    tool definitions, images, audio or files, the hidden reasoning tokens of reasoning models, no
    response body, or no text at all (then the prompt is zero, not the formula's constants).
 
@@ -38,7 +39,13 @@ from typing import TYPE_CHECKING, Any, Final
 
 from chargeback.core.schema import NO_UNITS, Event, ReportedUsage, parse_usage
 from chargeback.core.sse import StreamContent, find_usage, looks_like_sse, parse_stream
-from chargeback.core.tokens import TokenCount, count_texts_bounded, encoding_for_model, is_reasoning_model
+from chargeback.core.tokens import (
+    TokenCount,
+    count_texts_bounded,
+    encoding_for_model,
+    is_reasoning_model,
+    token_limits,
+)
 from chargeback.errors import RejectedEvent
 
 if TYPE_CHECKING:
@@ -369,13 +376,36 @@ def _recount(event: Event, response: _Response) -> Usage:
     completion_count = completion.total(encoding)
     # Text past tiktoken's safe bounds (see chargeback.core.tokens) was estimated, not counted.
     estimated = estimated or not (prompt_count.exact and completion_count.exact)
+    prompt_tokens, completion_tokens = prompt_count.tokens, completion_count.tokens
+    if event.truncated:
+        # The under-charge guard: what a cut body held past the cut is unknown, and counting only
+        # what remains under-charges (a 120k-token prompt cut at 190 KB reads as 25k). A body the
+        # policy cut is charged the most it can have been: the model's prompt limit for a cut
+        # request, the request's own output cap (else the model's) for a cut response. Flagged
+        # ``estimated``; the gateway log's counts supersede it when they come (UsageRevision).
+        most_prompt, most_completion = token_limits(model)
+        if not request_exact:
+            prompt_tokens = max(prompt_tokens, most_prompt)
+        if not response.exact and shape is not _Shape.EMBEDDINGS:
+            completion_tokens = max(completion_tokens, _output_cap(request) or most_completion)
     return Usage(
-        prompt_tokens=prompt_count.tokens,
-        completion_tokens=completion_count.tokens,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
         cached_tokens=0,
         reasoning_tokens=0,
         source=UsageSource.ESTIMATED if estimated else UsageSource.RECOUNTED,
     )
+
+
+def _output_cap(request: Any) -> int:
+    """The request's own cap on output tokens (0 when it sets none or the value is not a count)."""
+    if not isinstance(request, dict):
+        return 0
+    for name in ("max_completion_tokens", "max_output_tokens", "max_tokens"):
+        value = request.get(name)
+        if type(value) is int and value > 0:
+            return value
+    return 0
 
 
 def _model(event: Event, request: Any, response: _Response) -> str:

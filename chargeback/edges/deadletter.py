@@ -10,19 +10,26 @@ under another day: re-running ``chargeback ingest`` on a file writes nothing new
 Replay keeps its ledger beside the records: ``replayed/<digest>.txt`` names the ids already
 replayed (``ledger_name``, the same name in a Blob container), written with the same
 ``atomic_write``, so a second replay skips what the first did.
+
+With DEADLETTER_REDACT_BODIES=true, ``RedactingDeadLetterStore`` keeps no request or response
+body at rest (their sha256 and length instead), in the folder and the Blob container alike.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
+import json
 import os
 from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+from chargeback.core.pipeline import Message
 from chargeback.edges.azure_errors import sink_error
-from chargeback.edges.sinks import DeadLetter
+from chargeback.edges.sinks import DeadLetter, DeadLetterStore
 
 REPLAYED_PREFIX = "replayed/"
 
@@ -121,3 +128,61 @@ class LocalDeadLetterStore:
             atomic_write(self.root / ledger_name(ids), data)
         except OSError as exc:
             raise sink_error(exc, f"cannot write the replay ledger in {self.root}") from exc
+
+
+REDACTED_FIELDS = ("requestBody", "responseBody")
+
+
+def redact_body(body: bytes) -> bytes:
+    """An event body without prompt or completion text: each body field becomes its sha256 and length.
+
+    What replay needs to price reported usage stays (ids, usage, timestamps); a body that is not a
+    JSON object (it was rejected as such) is replaced whole by its digest.
+    """
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        doc = None
+    if not isinstance(doc, dict):
+        return json.dumps({"redacted": _digest(body)}, separators=(",", ":")).encode("ascii")
+    redacted = {}
+    for name in REDACTED_FIELDS:
+        value = doc.get(name)
+        if isinstance(value, str) and value:
+            redacted[name] = _digest(value.encode("utf-8", "surrogatepass"))
+            doc[name] = None
+    if not redacted:
+        return body
+    doc["redactedBodies"] = redacted
+    return json.dumps(doc, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
+def _digest(data: bytes) -> dict[str, object]:
+    return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+
+
+class RedactingDeadLetterStore:
+    """DEADLETTER_REDACT_BODIES=true: events are dead-lettered without their bodies (``redact_body``).
+
+    Priced rows (``kind == "row"``) hold no body and pass unchanged. Everything else of a store
+    (``records``, ``files``, the replay ledger) is the wrapped store's.
+    """
+
+    def __init__(self, inner: DeadLetterStore) -> None:
+        self.inner = inner
+
+    def put(self, records: Sequence[DeadLetter]) -> None:
+        """Put the records with their bodies redacted."""
+        self.inner.put([_redacted(record) for record in records])
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def _redacted(record: DeadLetter) -> DeadLetter:
+    if record.kind != "event":
+        return record
+    body = redact_body(record.message.body)
+    if body == record.message.body:
+        return record
+    return dataclasses.replace(record, message=Message(body, record.message.source))

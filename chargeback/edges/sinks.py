@@ -86,6 +86,10 @@ class DeadLetter:
     dead_lettered_at: datetime
     field: str | None = None
     request_id: str = ""
+    # "event": the message as received (replayed through the whole pipeline); "row": the priced
+    # row of an event that failed after pricing (a writer refused it, or a conflict), which is all
+    # a replay needs, so no prompt or completion text is kept for it.
+    kind: str = "event"
 
     @property
     def id(self) -> str:
@@ -110,6 +114,7 @@ class DeadLetter:
             "requestId": self.request_id or None,
             "deadLetteredAt": self.dead_lettered_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
             "source": self.message.source.as_dict(),
+            "kind": self.kind,
         }
         try:
             record["body"] = self.message.body.decode("utf-8")
@@ -144,6 +149,7 @@ class DeadLetter:
             dead_lettered_at=datetime.fromisoformat(record["deadLetteredAt"]),
             field=record.get("field"),
             request_id=record.get("requestId") or "",
+            kind=record.get("kind") or "event",
         )
 
 

@@ -21,7 +21,10 @@ Alerts, each identified by ``YYYY-MM/subscription/kind/threshold`` so that it fi
 - ``actual``: spend >= threshold% of budget;
 - ``forecast``: forecast >= threshold% of budget while spend is still below it, and only after
   ``MIN_FORECAST_ELAPSED`` of the month (a run rate from the first hours is noise);
-- ``unpriced``: the subscription made calls no rate card row priced (threshold 0).
+- ``unpriced``: the subscription made calls no rate card row priced (threshold 0);
+- ``estimated``: at least ``ESTIMATED_SHARE_PCT`` % of the subscription's per-token spend is on
+  estimated counts (cut bodies charged their upper bound, recounts that could not be exact), so
+  its bill rests on estimates rather than the service's own counts: worth a look at the policy.
 """
 
 from __future__ import annotations
@@ -153,6 +156,10 @@ def forecast_month_end(spend: Decimal, start: datetime, end: datetime, as_of: da
     return spend / fraction
 
 
+# The share of a subscription's per-token spend on estimated counts that raises an ``estimated`` alert.
+ESTIMATED_SHARE_PCT = Decimal(10)
+
+
 @dataclass(slots=True)
 class SubscriptionSpend:
     """A subscription's month to date (one currency)."""
@@ -164,7 +171,8 @@ class SubscriptionSpend:
     token_spend: Decimal = Decimal(0)
     ptu_spend: Decimal = Decimal(0)
     unpriced_requests: int = 0
-    estimated_spend: Decimal = Decimal(0)
+    estimated_spend: Decimal = Decimal(0)  # per-token spend on estimated counts (budget enforcement)
+    estimated_final_spend: Decimal = Decimal(0)  # the same, less streams still waiting for the LLM log
     forecast: Decimal = Decimal(0)
     budget: Budget | None = None
 
@@ -230,6 +238,20 @@ def evaluate(
                 "(charged at 0 until the rate card is fixed and the month is rolled up again)",
             )
         )
+    if spend.token_spend > 0 and spend.estimated_final_spend * 100 >= ESTIMATED_SHARE_PCT * spend.token_spend:
+        share = spend.estimated_final_spend * 100 / spend.token_spend
+        candidates.append(
+            AlertCandidate(
+                alert_id(month, spend.subscription_id, "estimated", ESTIMATED_SHARE_PCT),
+                month,
+                "estimated",
+                ESTIMATED_SHARE_PCT,
+                spend,
+                f"{name}: {share.quantize(Decimal(1))}% of its {_money(spend.token_spend)} {spend.currency} "
+                f"in {month} is charged on estimated counts, not the service's (cut bodies are charged "
+                "their upper bound): check the APIM policy's capture for this subscription",
+            )
+        )
     budget = spend.budget
     if budget is None:
         return candidates
@@ -291,6 +313,8 @@ def check_budgets(
         entry.unpriced_requests += to_int(record["UnpricedRequests"])
         if "EstimatedSpend" in record:
             entry.estimated_spend += to_decimal(record["EstimatedSpend"])
+        if "EstimatedFinalSpend" in record:
+            entry.estimated_final_spend += to_decimal(record["EstimatedFinalSpend"])
         deployment = to_text(record["PtuDeployment"])
         if deployment:
             ptu_lines.append(

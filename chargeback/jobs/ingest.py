@@ -28,6 +28,7 @@ from chargeback.core.pipeline import (
     is_conflict,
     process_batch,
     row_identity,
+    row_to_json,
 )
 from chargeback.core.pricing import Pricer
 from chargeback.edges.sinks import DeadLetter, DeadLetterStore, FailedRow, UsageWriter, WriteResult
@@ -90,6 +91,12 @@ def _unique_by_request_id(charges: list[Charge]) -> tuple[list[Charge], int, lis
         else:
             duplicates += 1
     return unique, duplicates, conflicts
+
+
+def _row_letter(charge: Charge, reason: Reason, detail: str, stamp: datetime) -> DeadLetter:
+    """A charge that failed after pricing, dead-lettered as its priced row: no bodies at rest."""
+    message = Message(row_to_json(charge.row), charge.message.source)
+    return DeadLetter(message, reason, detail, stamp, None, charge.row["RequestId"], kind="row")
 
 
 def _all_failed(charges: list[Charge], reason: Reason, detail: str) -> WriteResult:
@@ -184,16 +191,11 @@ def _ingest_batch(
             request_id = charge.row["RequestId"]
             failure = failed_ids.get(request_id)
             if failure is not None:
-                records.append(
-                    DeadLetter(charge.message, failure.reason, failure.detail, stamp, None, request_id)
-                )
+                records.append(_row_letter(charge, failure.reason, failure.detail, stamp))
             elif written.written_keys is None or request_id in written.written_keys:
                 charged.append(charge.row)
         if written.written_keys is None:
-            records += [
-                DeadLetter(charge.message, Reason.CONFLICT, detail, stamp, None, charge.row["RequestId"])
-                for charge, detail in variants
-            ]
+            records += [_row_letter(charge, Reason.CONFLICT, detail, stamp) for charge, detail in variants]
             break
         pending = [charge for charge, _ in variants]
     if records:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from chargeback.core.pipeline import Message, Source
+from chargeback.core.pipeline import ROW_SOURCE, Message, Source
 from chargeback.core.pricing import Pricer
 from chargeback.edges.sinks import DeadLetter, DeadLetterStore, UsageWriter
 from chargeback.errors import ConfigError, Reason
@@ -67,6 +67,7 @@ class ReplayReport:
     records_seen: int = 0
     already_replayed: int = 0
     other_reasons: int = 0
+    rows_left: int = 0  # priced rows an Event Hub replay leaves for a pipeline replay
     pending: int = 0
     replayed: int = 0
     still_failing: int = 0
@@ -118,12 +119,12 @@ def _batches(records: Sequence[DeadLetter], size: int) -> Iterator[Sequence[Dead
 
 
 def replay_message(record: DeadLetter) -> Message:
-    """The dead-lettered body as a pipeline message, its source marked as a replay."""
+    """The dead-lettered body as a pipeline message, its source marked as a replay (of a row or event)."""
     original = record.message.source
     return Message(
         record.message.body,
         Source(
-            kind="replay",
+            kind=ROW_SOURCE if record.kind == "row" else "replay",
             name=original.name or original.kind,
             position=original.position,
             enqueued_time=original.enqueued_time,
@@ -137,6 +138,7 @@ class _Recorder:
     def __init__(self, inner: DeadLetterStore, known: set[str]) -> None:
         self.inner, self.known = inner, known
         self.by_body: dict[bytes, DeadLetter] = {}
+        self.by_request: dict[str, DeadLetter] = {}  # rows: an event that failed after pricing
 
     def put(self, records: Sequence[DeadLetter]) -> None:
         fresh = [record for record in records if record.id not in self.known]
@@ -144,6 +146,24 @@ class _Recorder:
             self.inner.put(fresh)
         for record in records:
             self.by_body[record.message.body] = record
+            if record.kind == "row" and record.request_id:
+                self.by_request[record.request_id] = record
+
+    def again(self, record: DeadLetter) -> DeadLetter | None:
+        """The record this replay dead-lettered for ``record``, if any (its priced row, after pricing)."""
+        found = self.by_body.get(record.message.body)
+        if found is None and record.kind == "event":
+            found = self.by_request.get(record.request_id or _request_id(record.message.body))
+        return found
+
+
+def _request_id(body: bytes) -> str:
+    try:
+        event = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    value = event.get("requestId") if isinstance(event, dict) else None
+    return value if isinstance(value, str) else ""
 
 
 def replay_to_pipeline(
@@ -178,7 +198,7 @@ def replay_to_pipeline(
         done: set[str] = set()
         failing = 0
         for record in batch:
-            again = recorder.by_body.get(record.message.body)
+            again = recorder.again(record)
             if again is None:
                 report.replayed += 1
                 done.add(record.id)
@@ -239,7 +259,10 @@ def replay_to_event_hub(
     from azure.eventhub.exceptions import EventHubError
 
     report = ReplayReport(target="eventhub", dry_run=dry_run)
-    records = pending_records(source, reasons, report)
+    # A priced row is not an event: it replays through the pipeline's writer (--to pipeline) only.
+    records = [record for record in pending_records(source, reasons, report) if record.kind != "row"]
+    report.rows_left = report.pending - len(records)
+    report.pending = len(records)
     if dry_run:
         return report
 

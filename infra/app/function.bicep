@@ -32,6 +32,7 @@ param gatewayLogWaitMinutes int = 120
 param ptuOutputWeight string
 @secure()
 param alertWebhookUrl string
+param deadletterRedactBodies bool = false
 param maximumInstanceCount int
 @allowed(['off', 'on'])
 @description('Budget actions (throttle, suspend) at the gateway: off (default) or on.')
@@ -152,6 +153,7 @@ var appSettings = {
   APIM_RESOURCE_ID: apimResourceId
   APIM_MANAGEMENT_ENDPOINT: environment().resourceManager
   APIM_THROTTLE_NAMED_VALUE: 'aoai-chargeback-throttled'
+  DEADLETTER_REDACT_BODIES: string(deadletterRedactBodies)
 }
 
 // No publishing with user name and password: deployments go through Entra ID (azd / func CLI).

@@ -10,6 +10,8 @@ param dataCollectionRuleName string
 param workspaceName string
 param appInsightsName string
 param storageAccountName string
+param deadletterContainer string
+param exportsContainer string
 
 var roles = {
   // Azure Event Hubs Data Receiver: the function's trigger reads the hub.
@@ -24,7 +26,7 @@ var roles = {
   // (it includes Storage Blob Data Contributor, which dead-letters, exports and the Flex deployment
   // package container need).
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
-  // Storage Blob Data Reader: the deploying user can read dead-letters and exports.
+  // Storage Blob Data Reader: the deploying user can read dead-letters and exports (container scope).
   storageBlobDataReader: '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1'
 }
 
@@ -52,6 +54,20 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
 }
+
+resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' existing = {
+  parent: storage
+  name: 'default'
+}
+
+// What the deploying user may read: the dead-letters and the exports, not the host's containers.
+resource readableContainers 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = [for container in [
+  deadletterContainer
+  exportsContainer
+]: {
+  parent: blobService
+  name: container
+}]
 
 resource functionReceivesEvents 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(hub.id, functionPrincipalId, roles.eventHubsDataReceiver)
@@ -93,6 +109,9 @@ resource functionSendsTelemetry 'Microsoft.Authorization/roleAssignments@2022-04
   }
 }
 
+// Workspace scope: table-level read access needs two custom roles (workspace query actions plus
+// tables/data/read on each table); the workspace is the chargeback's own (monitoring.bicep), so the
+// built-in role on it reads only chargeback and diagnostic data.
 resource functionQueriesLogs 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(workspace.id, functionPrincipalId, roles.logAnalyticsReader)
   scope: workspace
@@ -123,12 +142,15 @@ resource userQueriesLogs 'Microsoft.Authorization/roleAssignments@2022-04-01' = 
   }
 }
 
-resource userReadsBlobs 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(userPrincipalId)) {
-  name: guid(storage.id, userPrincipalId, roles.storageBlobDataReader)
-  scope: storage
+resource userReadsBlobs 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for (container, i) in [
+  deadletterContainer
+  exportsContainer
+]: if (!empty(userPrincipalId)) {
+  name: guid(readableContainers[i].id, userPrincipalId, roles.storageBlobDataReader)
+  scope: readableContainers[i]
   properties: {
     principalId: userPrincipalId
     principalType: 'User'
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataReader)
   }
-}
+}]

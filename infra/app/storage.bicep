@@ -13,6 +13,14 @@ param workspaceId string
 @description('GRS: exports are finance records; dead-letters are the only copy of events that failed.')
 param skuName string = 'Standard_GRS'
 
+@description('Days a published export (FOCUS, summary, manifest) stays immutable (WORM): no overwrite, no delete.')
+@minValue(1)
+param exportsImmutabilityDays int = 2555
+
+@description('Days dead-letters (the bodies kept for replay) are kept before the lifecycle rule deletes them.')
+@minValue(1)
+param deadletterRetentionDays int = 30
+
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   #checkov:skip=CKV_AZURE_35: Flex Consumption without a VNet reaches its storage over the public endpoint; access is Entra ID only (allowSharedKeyAccess false), never anonymous.
   #checkov:skip=CKV_AZURE_59: same reason as CKV_AZURE_35; public network access is needed without VNet integration, and every request must carry an Entra ID token.
@@ -43,6 +51,8 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01'
   parent: storage
   name: 'default'
   properties: {
+    // Version-level immutability (the exports container) needs blob versioning.
+    isVersioningEnabled: true
     deleteRetentionPolicy: {
       enabled: true
       days: 14
@@ -56,7 +66,6 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01'
 
 resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = [for container in [
   deadletterContainer
-  exportsContainer
   configContainer
   deploymentContainer
 ]: {
@@ -67,8 +76,35 @@ resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2
   }
 }]
 
+// Published exports are finance records: WORM. Version-level immutability with a default policy on
+// the container makes every blob version written there immutable for exportsImmutabilityDays (no
+// overwrite of its bytes, no delete); a re-run that writes the same name again (a reconciliation)
+// makes a new version, and the published one stays as it was. The policy is unlocked so that a
+// first deployment can be corrected; lock it once validated (az storage container
+// immutability-policy lock), after which not even an owner can shorten it.
+resource exports 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: exportsContainer
+  properties: {
+    publicAccess: 'None'
+    immutableStorageWithVersioning: {
+      enabled: true
+    }
+  }
+}
+
+resource exportsWorm 'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies@2023-05-01' = {
+  parent: exports
+  name: 'default'
+  properties: {
+    immutabilityPeriodSinceCreationInDays: exportsImmutabilityDays
+    allowProtectedAppendWrites: false
+  }
+}
+
 // Exports are read at month end and rarely after: cool after 30 days, archive after a year.
-// Dead-letters are for replay and investigation: deleted after 180 days.
+// Dead-letters are for replay and investigation, and they hold request and response bodies: kept
+// deadletterRetentionDays (main.bicep), then deleted with their older versions.
 resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
   parent: storage
   name: 'default'
@@ -116,7 +152,12 @@ resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05
             actions: {
               baseBlob: {
                 delete: {
-                  daysAfterModificationGreaterThan: 180
+                  daysAfterModificationGreaterThan: deadletterRetentionDays
+                }
+              }
+              version: {
+                delete: {
+                  daysAfterCreationGreaterThan: deadletterRetentionDays
                 }
               }
             }
