@@ -223,7 +223,8 @@ def post_json(
         status = response.status
         response.read(MAX_ANSWER_BYTES)
     except (OSError, http.client.HTTPException, ValueError) as exc:
-        if expired.is_set():
+        # The socket's own timeout (set to the time left) and the watchdog end the same wait.
+        if expired.is_set() or isinstance(exc, TimeoutError) or time.monotonic() - started >= deadline:
             return WebhookOutcome(False, f"no answer within the {deadline:g}s deadline")
         return WebhookOutcome(False, f"{type(exc).__name__}: {str(exc)[:200]}")
     finally:
