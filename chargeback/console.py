@@ -60,6 +60,7 @@ def print_summary(summary: IngestSummary, console: Any) -> None:
         ("written", summary.written),
         ("duplicate (already charged)", summary.duplicates),
         ("dead-lettered", summary.dead_lettered),
+        *((("earlier rows replaced (conflict)", summary.displaced),) if summary.displaced else ()),
     ):
         outcomes.add_row(label, f"{count:,}")
     console.print(outcomes)

@@ -167,6 +167,19 @@ module storage 'app/storage.bicep' = {
   }
 }
 
+// The webhook URL is a secret (it carries its own token): kept in Key Vault, read by reference.
+module keyVault 'app/keyvault.bicep' = {
+  name: 'keyvault'
+  scope: rg
+  params: {
+    name: '${abbrs.keyVaultVaults}${resourceToken}'
+    location: location
+    tags: tags
+    alertWebhookUrl: alertWebhookUrl
+    functionPrincipalId: identity.outputs.principalId
+  }
+}
+
 module function 'app/function.bicep' = {
   name: 'function'
   scope: rg
@@ -196,7 +209,7 @@ module function 'app/function.bicep' = {
     rollupGraceHours: rollupGraceHours
     gatewayLogWaitMinutes: gatewayLogWaitMinutes
     ptuOutputWeight: ptuOutputWeight
-    alertWebhookUrl: alertWebhookUrl
+    alertWebhookSetting: keyVault.outputs.alertWebhookSetting
     deadletterRedactBodies: deadletterRedactBodies
     maximumInstanceCount: maximumInstanceCount
     budgetEnforcement: deployApim ? budgetEnforcement : 'off'

@@ -503,3 +503,19 @@ def test_stream_estimates_keep_only_calls_whose_latest_revision_waits() -> None:
     relation = duckdb_kql.kql(con, text)
     rows = [dict(zip(relation.columns, values, strict=True)) for values in relation.fetchall()]
     assert [(r["SubscriptionId"], r["Requests"], r["TotalCost"]) for r in rows] == [("team-a", 1, 2.0)]
+
+
+def test_the_webhook_url_is_a_key_vault_reference_read_with_the_apps_identity() -> None:
+    """ALERT_WEBHOOK_URL is a Key Vault reference; the identity may read that one secret, nothing else."""
+    assert app_settings()["ALERT_WEBHOOK_URL"] == "alertWebhookSetting"
+    assert "keyVaultReferenceIdentity: identityId" in read(FUNCTION_BICEP)
+    vault = read(INFRA / "app" / "keyvault.bicep")
+    assert "'@Microsoft.KeyVault(SecretUri=${vault.properties.vaultUri}secrets/alert-webhook-url)'" in vault
+    assert "enableRbacAuthorization: true" in vault
+    assert "enablePurgeProtection: true" in vault
+    assigned = vault[vault.index("resource functionReadsWebhook") :]
+    assert "scope: webhookSecret" in assigned
+    assert "4633458b-17de-408a-b874-0445c86b69e6" in vault  # Key Vault Secrets User
+    main = read(INFRA / "main.bicep")
+    assert "alertWebhookSetting: keyVault.outputs.alertWebhookSetting" in main
+    assert "@secure()\n@description('Optional https webhook" in main

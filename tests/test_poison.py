@@ -287,3 +287,44 @@ def test_conflicting_duplicates_through_the_cli_are_dead_lettered_as_conflicts(
     assert "conflict" in capsys.readouterr().out
     assert list(_rows(db)) == [first["requestId"]]
     assert sorted(d.reason.value for d in _dead(deadletter)) == ["conflict", "conflict"]
+
+
+def test_both_stores_charge_a_conflicting_request_id_to_the_same_row(pricer, log_analytics, tmp_path: Path):
+    """The same batches into DuckDB and into Log Analytics (queried by KQL): each conflict resolves alike."""
+    from azure.monitor.query import LogsQueryClient
+
+    from chargeback.core.pipeline import Message, Source
+    from chargeback.edges.azure_clients import LocalStandInCredential
+    from chargeback.edges.kqlrun import LocalKqlRunner, LogAnalyticsKqlRunner
+    from chargeback.edges.store import DuckDBStore
+    from chargeback.jobs.ingest import ingest_batch
+    from tests.conftest import la_writer
+
+    late, early = "2026-10-20T11:15:30Z", "2026-10-20T10:15:30Z"
+    a_late = make_event(requestId="a", subscriptionId="team-a", timestamp=late)
+    a_early = make_event(requestId="a", subscriptionId="team-z", timestamp=early)  # arrives second
+    b_early = make_event(requestId="b", subscriptionId="team-b", timestamp=early)
+    b_late = make_event(requestId="b", subscriptionId="team-c", timestamp=late)
+    c_twice = make_event(requestId="c", subscriptionId="team-c", timestamp=early)
+    batches = [[a_late], [a_early, b_late, c_twice], [b_early, c_twice]]
+    month = {"MonthStart": datetime(2026, 10, 1, tzinfo=UTC), "MonthEnd": datetime(2026, 11, 1, tzinfo=UTC)}
+    totals = {}
+    with DuckDBStore() as store:
+        for name, writer in (("duckdb", store), ("loganalytics", la_writer(log_analytics))):
+            dead = LocalDeadLetterStore(tmp_path / name)
+            for batch in batches:
+                summary = ingest_batch(
+                    [Message(to_body(e), Source("file")) for e in batch],
+                    pricer=pricer,
+                    writer=writer,
+                    deadletter=dead,
+                )
+                assert summary.accounted
+        local = LocalKqlRunner(store.connection).run("monthly_rollup", month)
+    client = LogsQueryClient(LocalStandInCredential(), endpoint=log_analytics.endpoint)
+    remote = LogAnalyticsKqlRunner(client, "workspace-1", enforce_https=False).run(
+        "monthly_rollup", month, window=(month["MonthStart"], month["MonthEnd"])
+    )
+    for name, frame in (("duckdb", local), ("loganalytics", remote)):
+        totals[name] = frame.groupby("SubscriptionId")["Requests"].sum().to_dict()
+    assert totals["duckdb"] == totals["loganalytics"] == {"team-z": 1, "team-b": 1, "team-c": 1}

@@ -219,3 +219,21 @@ def test_a_store_file_from_before_an_additive_column_gains_it(tmp_path: Path):
             'SELECT "RequestId", "Images", "PromptTokens" FROM "AOAIChargeback_CL" ORDER BY 1'
         ).fetchall()
     assert values == [("new", 0, 1000), ("old", None, None)]
+
+
+def test_an_earlier_conflicting_row_replaces_the_stored_one_which_comes_back_displaced():
+    """The earliest TimeGenerated wins whoever came first; the replaced row comes back to be dead-lettered."""
+    from datetime import timedelta
+
+    with DuckDBStore() as store:
+        store.write([row("a")])
+        earlier = row("a")
+        earlier["SubscriptionId"] = "team-z"
+        earlier["TimeGenerated"] -= timedelta(hours=1)
+        result = store.write([earlier])
+        assert (result.written, result.duplicates, result.failed, result.written_keys) == (1, 0, [], {"a"})
+        [displaced] = result.displaced
+        assert (displaced.reason, displaced.row["SubscriptionId"]) == (Reason.CONFLICT, "")
+        assert displaced.row["TimeGenerated"] == row("a")["TimeGenerated"]
+        held = store.connection.execute('SELECT "SubscriptionId" FROM "AOAIChargeback_CL"').fetchall()
+        assert held == [("team-z",)]

@@ -92,8 +92,9 @@ _MAX_TAGS_TEXT = 4096
 
 
 # What makes two rows of one RequestId the same call. A second event with the same RequestId but
-# another subscription or other token counts (at the same UsageRevision) is not a redelivery: it
-# is dead-lettered as a ``conflict`` and the first row stays (DESIGN, usage table).
+# another subscription or other token counts (at the same UsageRevision) is not a redelivery: the
+# row with the earliest TimeGenerated is charged and the other is dead-lettered as a ``conflict``,
+# in the local store and in the Log Analytics queries alike (DESIGN, usage table).
 IDENTITY_COLUMNS = ("SubscriptionId", "PromptTokens", "CachedTokens", "CompletionTokens", "ReasoningTokens")
 
 
@@ -109,7 +110,10 @@ def conflict_detail(row: Row, held: tuple[Any, ...]) -> str:
         for column, mine, theirs in zip(IDENTITY_COLUMNS, row_identity(row), held, strict=False)
         if mine != theirs
     ]
-    return f"RequestId already charged with another {', '.join(differs)}; the first row written stays"
+    return (
+        f"RequestId charged to another row with another {', '.join(differs)}; "
+        "the earliest row (TimeGenerated) is the one charged"
+    )
 
 
 def is_conflict(row: Row, held: tuple[Any, ...]) -> bool:

@@ -41,6 +41,9 @@ class WriteResult:
     failed: list[FailedRow] = field(default_factory=list)
     # RequestIds known to be new, when the backend can tell (DuckDB can; Log Analytics cannot).
     written_keys: set[str] | None = None
+    # Rows the store held that a conflicting, earlier row of this batch replaced (the earliest row
+    # of a RequestId wins): dead-lettered as conflicts; not rows of this batch, so not counted above.
+    displaced: list[FailedRow] = field(default_factory=list)
 
 
 class UsageWriter(Protocol):

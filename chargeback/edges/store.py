@@ -16,7 +16,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from chargeback.core.pipeline import IDENTITY_COLUMNS, Row, conflict_detail, is_conflict
+from chargeback.core.pipeline import Row, conflict_detail, is_conflict, row_identity
 from chargeback.core.schema import ALERTS_TABLE, USAGE_TABLE, Column, table_columns
 from chargeback.edges.sinks import FailedRow, WriteResult
 from chargeback.errors import Reason, SinkError, SinkUnavailable
@@ -56,6 +56,40 @@ def _store_faults() -> tuple[type[BaseException], ...]:
     )
 
 
+def _earlier_conflicts(rows: Sequence[Row], held: dict[Any, Row]) -> list[Row]:
+    """Incoming rows that conflict with the stored one and are earlier: the earliest row wins.
+
+    The same rule as the queries on Log Analytics (the earliest TimeGenerated at the highest
+    UsageRevision), so both stores charge a conflicting RequestId to the same row whichever came
+    first; at an equal TimeGenerated the stored row stays.
+    """
+    winners = []
+    for row in rows:
+        stored = held.get(row.get("RequestId"))
+        if stored is None or not is_conflict(row, row_identity(stored)):
+            continue
+        mine, theirs = row.get("TimeGenerated"), stored.get("TimeGenerated")
+        if (
+            isinstance(mine, datetime)
+            and isinstance(theirs, datetime)
+            and _utc_naive(mine) < _utc_naive(theirs)
+        ):
+            winners.append(row)
+    return winners
+
+
+def _as_row(stored: Row) -> Row:
+    """A row read back from DuckDB as the pipeline builds it: UTC-aware time, Decimal costs."""
+    row = dict(stored)
+    stamp = row.get("TimeGenerated")
+    if isinstance(stamp, datetime) and stamp.tzinfo is None:
+        row["TimeGenerated"] = stamp.replace(tzinfo=UTC)
+    for name, value in row.items():
+        if isinstance(value, float):
+            row[name] = Decimal(repr(value))
+    return row
+
+
 def _merged(first: WriteResult, second: WriteResult) -> WriteResult:
     keys = None
     if first.written_keys is not None and second.written_keys is not None:
@@ -65,6 +99,7 @@ def _merged(first: WriteResult, second: WriteResult) -> WriteResult:
         duplicates=first.duplicates + second.duplicates,
         failed=[*first.failed, *second.failed],
         written_keys=keys,
+        displaced=[*first.displaced, *second.displaced],
     )
 
 
@@ -201,8 +236,10 @@ class DuckDBStore:
         bad rows in n cost about 2·k·log2(n) extra inserts. A fault of the database itself (I/O,
         out of memory, a closed or invalidated connection) fails the batch without splitting.
         A RequestId already held with another subscription or other token counts (at the same
-        ``UsageRevision``) is not a redelivery: that row fails as a ``conflict`` and the stored row
-        stays (the first one written wins, as the queries on Log Analytics decide too).
+        ``UsageRevision``) is not a redelivery but a conflict, and the row with the earliest
+        TimeGenerated is charged, as the queries on Log Analytics decide: a later incoming row
+        fails as ``conflict``; an earlier one replaces the stored row, which comes back in
+        ``displaced`` to be dead-lettered.
         """
         if not rows:
             return WriteResult()
@@ -243,33 +280,70 @@ class DuckDBStore:
                     # still holds an unfinished one.
                     self.connection.execute(insert).fetchall()
                     new_keys = set(arrays[key].tolist())
-                    held: dict[Any, tuple[Any, ...]] = {}
+                    held: dict[Any, Row] = {}
+                    winners: list[Row] = []
                 except duckdb.ConstraintException:
                     inserted = self.connection.execute(
                         f'{insert} ON CONFLICT DO NOTHING RETURNING "{key}"'
                     ).fetchall()
                     new_keys = {value for (value,) in inserted}
                     held = self._held(table, [row.get(key) for row in rows if row.get(key) not in new_keys])
+                    winners = _earlier_conflicts(rows, held)
+                    if winners:
+                        self._replace(table, columns, [row[key] for row in winners])
             finally:
                 self.connection.unregister("incoming_rows")
-        conflicts = [row for row in rows if row.get(key) in held and is_conflict(row, held[row.get(key)])]
-        failed = [
-            FailedRow(row, Reason.CONFLICT, conflict_detail(row, held[row.get(key)])) for row in conflicts
+        won = {row[key] for row in winners}
+        conflicts = [
+            row
+            for row in rows
+            if row.get(key) in held
+            and row.get(key) not in won
+            and is_conflict(row, row_identity(held[row.get(key)]))
         ]
-        duplicates = len(rows) - len(new_keys) - len(failed)
-        return WriteResult(written=len(new_keys), duplicates=duplicates, failed=failed, written_keys=new_keys)
+        failed = [
+            FailedRow(row, Reason.CONFLICT, conflict_detail(row, row_identity(held[row.get(key)])))
+            for row in conflicts
+        ]
+        displaced = [
+            FailedRow(
+                _as_row(held[row[key]]), Reason.CONFLICT, conflict_detail(held[row[key]], row_identity(row))
+            )
+            for row in winners
+        ]
+        written_keys = new_keys | won
+        duplicates = len(rows) - len(written_keys) - len(failed)
+        return WriteResult(
+            written=len(written_keys),
+            duplicates=duplicates,
+            failed=failed,
+            written_keys=written_keys,
+            displaced=displaced,
+        )
 
-    def _held(self, table: str, keys: list[Any]) -> dict[Any, tuple[Any, ...]]:
-        """The stored identity of each key (subscription, token counts, revision), usage table only."""
-        if table != USAGE_TABLE or not keys:
-            return {}
-        identity = ", ".join(f'"{column}"' for column in IDENTITY_COLUMNS)
-        found = self.connection.execute(
-            f'SELECT "RequestId", {identity}, coalesce("UsageRevision", 0) '
-            f'FROM "{table}" WHERE "RequestId" IN (SELECT unnest($keys))',
+    def _replace(self, table: str, columns: Sequence[Column], keys: list[Any]) -> None:
+        """Replace the stored rows of ``keys`` by the incoming ones (registered as incoming_rows)."""
+        assignments = ", ".join(
+            f'"{c.name}" = incoming_rows."{c.name}"' for c in columns if c.name != "RequestId"
+        )
+        self.connection.execute(
+            f'UPDATE "{table}" SET {assignments} FROM incoming_rows '
+            f'WHERE "{table}"."RequestId" = incoming_rows."RequestId" '
+            'AND incoming_rows."RequestId" IN (SELECT unnest($keys))',
             {"keys": [str(k) for k in keys]},
         ).fetchall()
-        return {row[0]: tuple(row[1:]) for row in found}
+
+    def _held(self, table: str, keys: list[Any]) -> dict[Any, Row]:
+        """The stored rows of these keys (usage table only: alerts have no conflicts)."""
+        if table != USAGE_TABLE or not keys:
+            return {}
+        cursor = self.connection.execute(
+            f'SELECT * FROM "{table}" WHERE "RequestId" IN (SELECT unnest($keys))',
+            {"keys": [str(k) for k in keys]},
+        )
+        names = [description[0] for description in cursor.description or ()]
+        stored = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        return {row["RequestId"]: row for row in stored}
 
     def supersede(self, rows: Sequence[Row]) -> WriteResult:
         """Replace usage rows in place by later revisions of the same RequestId.

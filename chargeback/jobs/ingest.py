@@ -22,6 +22,7 @@ from chargeback.core.pipeline import (
     Charge,
     Message,
     Row,
+    Source,
     collector_paused,
     conflict_detail,
     fault_detail,
@@ -47,6 +48,7 @@ class IngestSummary:
     written: int = 0
     duplicates: int = 0
     dead_lettered: int = 0
+    displaced: int = 0  # stored rows of earlier batches replaced by an earlier conflicting row
     reasons: Counter[str] = field(default_factory=Counter)
     usage_sources: Counter[str] = field(default_factory=Counter)
     pricing_statuses: Counter[str] = field(default_factory=Counter)
@@ -59,6 +61,7 @@ class IngestSummary:
         self.written += other.written
         self.duplicates += other.duplicates
         self.dead_lettered += other.dead_lettered
+        self.displaced += other.displaced
         self.reasons.update(other.reasons)
         self.usage_sources.update(other.usage_sources)
         self.pricing_statuses.update(other.pricing_statuses)
@@ -73,23 +76,31 @@ class IngestSummary:
 
 
 def _unique_by_request_id(charges: list[Charge]) -> tuple[list[Charge], int, list[tuple[Charge, str]]]:
-    """First charge per RequestId; later ones are redeliveries (counted) or conflicts (with a detail)."""
-    first: dict[str, Charge] = {}
+    """One charge per RequestId; the others are redeliveries (counted) or conflicts (with a detail).
+
+    Of conflicting rows the earliest TimeGenerated is kept (the rule of both stores and the queries),
+    so a writer that cannot compare with what it holds (Log Analytics) gets the same row.
+    """
+    position: dict[str, int] = {}
     unique: list[Charge] = []
     duplicates = 0
     conflicts: list[tuple[Charge, str]] = []
     for charge in charges:
         request_id = charge.row["RequestId"]
-        held = first.get(request_id)
-        if held is None:
-            first[request_id] = charge
+        index = position.get(request_id)
+        if index is None:
+            position[request_id] = len(unique)
             unique.append(charge)
             continue
+        held = unique[index]
         identity = row_identity(held.row)
-        if is_conflict(charge.row, identity):
-            conflicts.append((charge, conflict_detail(charge.row, identity)))
-        else:
+        if not is_conflict(charge.row, identity):
             duplicates += 1
+        elif charge.row["TimeGenerated"] < held.row["TimeGenerated"]:
+            unique[index] = charge
+            conflicts.append((held, conflict_detail(held.row, row_identity(charge.row))))
+        else:
+            conflicts.append((charge, conflict_detail(charge.row, identity)))
     return unique, duplicates, conflicts
 
 
@@ -172,6 +183,7 @@ def _ingest_batch(
         DeadLetter(r.message, r.reason, r.detail, stamp, r.field, r.request_id) for r in result.rejections
     ]
     written_count = duplicate_count = 0
+    displaced: list[DeadLetter] = []  # rows of earlier batches, not of this one: counted apart
     charged: list[Row] = []  # rows known to be written, for the breakdowns
     pending = result.charges
     # One RequestId per write. Another row of an id already in the batch goes in a later round, so
@@ -194,13 +206,26 @@ def _ingest_batch(
                 records.append(_row_letter(charge, failure.reason, failure.detail, stamp))
             elif written.written_keys is None or request_id in written.written_keys:
                 charged.append(charge.row)
+        # Rows the store held that an earlier conflicting row of this batch replaced.
+        displaced += [
+            DeadLetter(
+                Message(row_to_json(failure.row), Source("store", "displaced")),
+                failure.reason,
+                failure.detail,
+                stamp,
+                None,
+                str(failure.row.get("RequestId") or ""),
+                kind="row",
+            )
+            for failure in written.displaced
+        ]
         if written.written_keys is None:
             records += [_row_letter(charge, Reason.CONFLICT, detail, stamp) for charge, detail in variants]
             break
         pending = [charge for charge, _ in variants]
-    if records:
+    if records or displaced:
         try:
-            deadletter.put(records)
+            deadletter.put(records + displaced)
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException as exc:
@@ -219,6 +244,7 @@ def _ingest_batch(
         written=written_count,
         duplicates=duplicate_count,
         dead_lettered=len(records),
+        displaced=len(displaced),
     )
     summary.reasons.update(record.reason.value for record in records)
     for row in charged:

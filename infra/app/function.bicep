@@ -31,7 +31,8 @@ param gatewayLogWaitMinutes int = 120
 @description('PTU allocation: how many input tokens one output token counts as.')
 param ptuOutputWeight string
 @secure()
-param alertWebhookUrl string
+@description('ALERT_WEBHOOK_URL: a Key Vault reference (@Microsoft.KeyVault(SecretUri=...)) or empty.')
+param alertWebhookSetting string
 param deadletterRedactBodies bool = false
 param maximumInstanceCount int
 @allowed(['off', 'on'])
@@ -75,6 +76,8 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   }
   properties: {
     serverFarmId: plan.id
+    // Key Vault references (ALERT_WEBHOOK_URL) resolve with the app's user-assigned identity.
+    keyVaultReferenceIdentity: identityId
     httpsOnly: true
     publicNetworkAccess: 'Enabled'
     siteConfig: {
@@ -145,7 +148,7 @@ var appSettings = {
   ROLLUP_GRACE_HOURS: string(rollupGraceHours)
   GATEWAY_LOG_WAIT_MINUTES: string(gatewayLogWaitMinutes)
   PTU_OUTPUT_WEIGHT: ptuOutputWeight
-  ALERT_WEBHOOK_URL: alertWebhookUrl
+  ALERT_WEBHOOK_URL: alertWebhookSetting
   // Budget enforcement (off unless budgetEnforcement = 'on'): the APIM management API of this cloud.
   BUDGET_ENFORCEMENT: budgetEnforcement
   BUDGET_ENFORCEMENT_EXEMPT: budgetEnforcementExempt
