@@ -14,6 +14,10 @@ from hypothesis import strategies as st
 
 from chargeback.core.schema import (
     MAX_BODY_BYTES,
+    MAX_ID_LENGTH,
+    MAX_TAG_KEY_LENGTH,
+    MAX_TAG_VALUE_LENGTH,
+    MAX_TAGS,
     ReportedUsage,
     event_json_schema,
     parse_event,
@@ -521,3 +525,14 @@ def test_billable_units_of_non_token_calls_are_read():
 def test_bad_billable_units_are_rejected(units: Any, reason: Reason):
     """A billableUnits field of the wrong type or out of range is rejected with its reason."""
     assert reason_of(to_body(make_event(billableUnits=units))) == reason
+
+
+def test_the_published_contract_states_the_validators_string_bounds():
+    """event.v1.schema.json says what parse_event enforces: 256 for names, 128/256 for tag keys/values."""
+    properties = event_json_schema()["properties"]
+    for name in ("subscriptionName", "productId", "userId", "apiId", "operationId", "model", "region"):
+        assert properties[name]["maxLength"] == MAX_ID_LENGTH
+    tags = properties["tags"]
+    assert tags["maxProperties"] == MAX_TAGS
+    assert tags["propertyNames"]["maxLength"] == MAX_TAG_KEY_LENGTH
+    assert tags["additionalProperties"]["maxLength"] == MAX_TAG_VALUE_LENGTH
