@@ -423,3 +423,16 @@ def test_a_conflict_and_a_next_month_redelivery_resolve_as_in_the_keyed_store(oc
         "monthly_rollup", {"MonthStart": END, "MonthEnd": datetime(2026, 12, 1, tzinfo=UTC)}
     )
     assert november.empty or november.Requests.sum() == 0
+
+
+@pytest.mark.parametrize("name", ["monthly_rollup", "month_to_date_spend"])
+def test_the_earliest_row_stage_carries_every_column_the_latest_revision_stage_reads(name: str) -> None:
+    """The two dedupe stages (earliest row per revision, then the top revision) name the same columns."""
+    import re
+
+    text = load_query(name)
+    earliest = re.search(r"arg_min\(TimeGenerated, (.*?)\) by RequestId, UsageRevision", text, re.S)
+    latest = re.search(r"arg_max\(UsageRevision, TimeGenerated, (.*?)\) by RequestId\)", text, re.S)
+    assert earliest is not None
+    assert latest is not None
+    assert earliest.group(1).split() == latest.group(1).split()
