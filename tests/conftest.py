@@ -166,9 +166,15 @@ class Azurite:
         raise RuntimeError("Azurite did not start within 30 s")
 
     def stop(self) -> None:
+        import subprocess
+
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
-            self.process.wait(timeout=10)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:  # a loaded machine: do not let a slow exit fail a test
+                self.process.kill()
+                self.process.wait()
 
 
 @pytest.fixture(scope="session")
