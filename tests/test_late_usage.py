@@ -68,3 +68,20 @@ def test_counts_logged_for_another_subscription_are_refused(pricer):
     with pytest.raises(RejectedEvent) as caught:
         gateway_revision(waiting_row(), GatewayCounts(10, 2, "", "team-b"), pricer)
     assert caught.value.reason == Reason.GATEWAY_LOG_MISMATCH
+
+
+def test_an_unversioned_gateway_model_keeps_the_stored_version(pricer):
+    """APIM's log naming plain gpt-4o does not drop the stored version the call is priced by."""
+    stored = waiting_row(ModelVersion="2024-05-13")
+    from_log = gateway_revision(stored, GatewayCounts(1000, 200, "gpt-4o", "team-a"), pricer)
+    exact = gateway_revision(stored, GatewayCounts(1000, 200, "", "team-a"), pricer)
+    assert from_log["ModelVersion"] == "2024-05-13"
+    assert from_log["TotalCost"] == exact["TotalCost"]
+
+
+def test_the_gateway_model_fills_a_version_the_row_lacks(pricer):
+    """A stored row without a version takes the versioned model name APIM's log gives."""
+    row = gateway_revision(
+        waiting_row(ModelVersion=""), GatewayCounts(1000, 200, "gpt-4o-2024-05-13", "team-a"), pricer
+    )
+    assert row["ModelVersion"] == "2024-05-13"

@@ -68,6 +68,19 @@ def gateway_counts(record: Mapping[str, Any]) -> GatewayCounts | None:
     )
 
 
+def _model_of(stored_model: str, version: str, gateway_model: str) -> str:
+    """The model a revision is priced as: the stored model and version first.
+
+    APIM's LLM log may name the model without its version (``gpt-4o``); taking that over a stored
+    ``gpt-4o`` + ``2024-05-13`` would drop the version and price the call at another model's rate.
+    """
+    if stored_model and version:
+        return f"{stored_model}-{version}"
+    if gateway_model and (not stored_model or gateway_model.startswith(stored_model)):
+        return gateway_model  # it adds what the row lacks: the model, or its version
+    return stored_model or gateway_model
+
+
 def event_of_row(record: Mapping[str, Any], model: str = "") -> Event:
     """The call a stored usage row describes, as the pricer needs it (bodies are never stored)."""
     tags = record.get("Tags")
@@ -90,7 +103,7 @@ def event_of_row(record: Mapping[str, Any], model: str = "") -> Event:
         user_id=_text(record.get("UserId")),
         api_id=_text(record.get("ApiId")),
         operation_id=_text(record.get("OperationId")),
-        model=model or (f"{stored_model}-{version}" if stored_model and version else stored_model),
+        model=_model_of(stored_model, version, model),
         api_version=_text(record.get("ApiVersion")),
         region=_text(record.get("Region")),
         backend_id=_text(record.get("BackendId")),
