@@ -46,3 +46,49 @@ def test_the_job_announces_new_alerts_once_through_the_notifier(october_store: A
     assert announced == [[row["AlertId"] for row in raised]]
     assert run() == []
     assert len(announced) == 1
+
+
+def test_every_budget_is_recorded_once_quietly_and_again_when_it_changes(october_store: Any):
+    """Each budget checked becomes one quiet "budget" row (none announced); a changed budget a new one."""
+    from dataclasses import replace
+    from decimal import Decimal
+
+    from chargeback.core.schema import ALERTS_TABLE
+    from chargeback.jobs.budgets import parse_budgets
+
+    announced: list[str] = []
+    budgets = load_budgets(october_store.config["budgets"])
+    budgets.update(
+        parse_budgets("subscription_id,cost_center,owner,monthly_budget,currency\nidle,CC-IDLE,o,5,USD\n")
+    )
+
+    def run(current: Any) -> None:
+        run_budget_check(
+            LocalKqlRunner(october_store.connection),
+            StoreAlertSink(october_store),
+            "2026-10",
+            END,
+            budgets=current,
+            ptu_deployments=DeploymentMap.load(october_store.config["deployments"]).ptu_deployments(),
+            notify=lambda rows: announced.extend(row["AlertKind"] for row in rows),
+        )
+
+    def budget_rows() -> list[tuple[str, str, float]]:
+        return october_store.connection.execute(
+            f'SELECT "SubscriptionId", "CostCenter", "Budget" FROM "{ALERTS_TABLE}" '
+            "WHERE \"AlertKind\" = 'budget' ORDER BY 1, 3"
+        ).fetchall()
+
+    run(budgets)
+    first = budget_rows()
+    assert sorted({row[0] for row in first}) == sorted(budgets)
+    assert ("idle", "CC-IDLE", 5.0) in first
+    assert "budget" not in announced
+    run(budgets)
+    assert budget_rows() == first
+    budgets["idle"] = replace(budgets["idle"], monthly_budget=Decimal(7))
+    run(budgets)
+    assert [row for row in budget_rows() if row[0] == "idle"] == [
+        ("idle", "CC-IDLE", 5.0),
+        ("idle", "CC-IDLE", 7.0),
+    ]

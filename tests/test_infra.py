@@ -420,11 +420,24 @@ def _duckdb_with_usage() -> Any:
     )
     alert_names = [c.name for c in table_columns(ALERTS_TABLE)]
     alert = dict.fromkeys(alert_names)
-    alert.update(
-        TimeGenerated=now, AlertId="a1", Month=now.strftime("%Y-%m"), SubscriptionId="team-a", Budget=10.0
-    )
     marks = ", ".join("?" for _ in alert_names)
-    con.execute(f'INSERT INTO "{ALERTS_TABLE}" VALUES ({marks})', [alert[n] for n in alert_names])
+    month = now.strftime("%Y-%m")
+    for sub, budget, cost_center in (("team-a", 10.0, "CC-1"), ("team-z", 50.0, "CC-9")):
+        # The budget check's "budget" rows; team-z has a budget but no call and no alert yet.
+        alert = dict.fromkeys(alert_names)
+        alert.update(
+            TimeGenerated=now,
+            AlertId=f"{month}/{sub}/budget/x",
+            Month=month,
+            SubscriptionId=sub,
+            SubscriptionName=sub.upper(),
+            CostCenter=cost_center,
+            Owner="owner",
+            AlertKind="budget",
+            Budget=budget,
+            Currency="USD",
+        )
+        con.execute(f'INSERT INTO "{ALERTS_TABLE}" VALUES ({marks})', [alert[n] for n in alert_names])
     return con
 
 
@@ -445,6 +458,13 @@ def test_workbook_queries_run_on_duckdb_and_count_each_call_once() -> None:
     assert burn["team-a"]["Spend"] == pytest.approx(2.0)
     assert burn["team-a"]["Budget"] == pytest.approx(10.0)
     assert burn["team-a"]["Forecast"] >= burn["team-a"]["Spend"]
+    assert burn["team-a"]["CostCenter"] == "CC-1"
+    assert (burn["team-z"]["Budget"], burn["team-z"]["Spend"], burn["team-z"]["CostCenter"]) == (
+        50.0,
+        0.0,
+        "CC-9",
+    )
+    assert burn["team-b"]["Budget"] is None
     assert [(r["Deployment"], r["Calls"]) for r in results["unpriced_usage"]] == [("mystery-model", 1)]
     assert sum(r["Calls"] for r in results["usage_source_mix"]) == 3
     assert sum(r["Calls"] for r in results["cost_by_model_month"]) == 3

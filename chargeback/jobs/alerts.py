@@ -9,6 +9,11 @@ An alert's ``AlertId`` (``YYYY-MM/subscription/kind/threshold``) makes it fire o
 
 The same ``alerts_raised.kql`` check runs locally too, so both paths are exercised by the tests.
 
+Beside the alerts, each check records the budgets it checked as ``AlertKind`` ``budget`` rows (one
+per subscription, month and budget content: ``YYYY-MM/subscription/budget/<digest>``), written
+through the same sink and never announced, so that the workbook's budget burn knows every budget,
+also one that no alert has fired for yet (``kql/workbook/budget_burn.kql``).
+
 The job is handed its edges: the KQL runner, the alert sink (``edges.alertsinks``), the budgets, the
 clock (``now``) and ``notify``, called once with the alerts a check raised (``wiring`` passes the
 ALERT_WEBHOOK_URL poster of ``edges.webhook`` when one is set).
@@ -16,6 +21,7 @@ ALERT_WEBHOOK_URL poster of ``edges.webhook`` when one is set).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -54,6 +60,69 @@ def alert_row(candidate: AlertCandidate, now: datetime) -> Row:
         "Currency": spend.currency,
         "Message": candidate.message,
     }
+
+
+BUDGET_KIND = "budget"
+
+
+def budget_record_id(month: str, budget: Budget) -> str:
+    """``YYYY-MM/subscription/budget/<digest>``: a changed budget, cost center or owner is a new row."""
+    content = "\x1f".join(
+        (
+            budget.subscription_name,
+            budget.cost_center,
+            budget.owner,
+            str(budget.monthly_budget),
+            budget.currency,
+        )
+    )
+    digest = hashlib.sha256(content.encode("utf-8")).hexdigest()[:16]
+    return f"{month}/{budget.subscription_id}/{BUDGET_KIND}/{digest}"
+
+
+def budget_rows(check: BudgetCheck, budgets: Mapping[str, Budget], now: datetime) -> list[Row]:
+    """One ``budget`` row per budget the check compared (the spend and forecast it saw then)."""
+    seen = {spend.subscription_id: spend for spend in check.spends if spend.budget is not None}
+    rows: list[Row] = []
+    for subscription_id in sorted(budgets):
+        budget = budgets[subscription_id]
+        spend = seen.get(subscription_id)
+        rows.append(
+            {
+                "TimeGenerated": now.astimezone(UTC),
+                "AlertId": budget_record_id(check.month, budget),
+                "Month": check.month,
+                "SubscriptionId": subscription_id,
+                "SubscriptionName": budget.subscription_name or (spend.subscription_name if spend else ""),
+                "CostCenter": budget.cost_center,
+                "Owner": budget.owner,
+                "AlertKind": BUDGET_KIND,
+                "ThresholdPct": Decimal(0),
+                "Budget": budget.monthly_budget,
+                "Spend": spend.spend if spend else None,
+                "Forecast": spend.forecast if spend else None,
+                "Currency": budget.currency,
+                "Message": f"budget of {subscription_id} in {check.month}: "
+                f"{budget.monthly_budget.normalize():f} {budget.currency}, "
+                f"cost center {budget.cost_center}, owner {budget.owner}",
+            }
+        )
+    return rows
+
+
+def record_budgets(
+    check: BudgetCheck, budgets: Mapping[str, Budget], runner: KqlRunner, sink: AlertSink, *, now: datetime
+) -> list[Row]:
+    """Write the ``budget`` rows not yet in the alerts table (quietly); returns the rows written now."""
+    rows = budget_rows(check, budgets, now)
+    if not rows:
+        return []
+    known = already_raised(runner, check.month, now)
+    new = [row for row in rows if row["AlertId"] not in known]
+    if not new:
+        return []
+    written = sink.write_alerts(new)
+    return [row for row in new if row["AlertId"] in written]
 
 
 def already_raised(runner: KqlRunner, month: str, now: datetime) -> set[str]:
@@ -111,4 +180,5 @@ def run_budget_check(
     """Check a month's budgets as of ``now`` and raise the new alerts."""
     check = check_budgets(runner, budgets, ptu_deployments, month, now, output_weight=output_weight)
     raised = raise_alerts(check, runner, sink, now=now, notify=notify)
+    record_budgets(check, budgets, runner, sink, now=now)
     return check, raised
