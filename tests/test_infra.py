@@ -301,7 +301,8 @@ def test_workbook_loads_every_workbook_query() -> None:
     """workbook.bicep loads exactly the .kql files in chargeback/kql/workbook/."""
     loaded = set(re.findall(r"chargeback/kql/workbook/(\w+\.kql)", read(INFRA / "app" / "workbook.bicep")))
     assert loaded == {p.name for p in WORKBOOK_KQL.glob("*.kql")}
-    assert len(loaded) == 6
+    assert len(loaded) == 8
+    assert "name: 'TagKey'" in read(INFRA / "app" / "workbook.bicep")  # cost_by_tag.kql's {TagKey}
 
 
 def _function_body() -> str:
@@ -379,7 +380,14 @@ def _duckdb_with_usage() -> Any:
     names = [c.name for c in table_columns(USAGE_TABLE)]
 
     def row(
-        request_id: str, sub: str, model: str, cost: float | None, *, status: str, when: datetime
+        request_id: str,
+        sub: str,
+        model: str,
+        cost: float | None,
+        *,
+        status: str,
+        when: datetime,
+        tags: str = "{}",
     ) -> None:
         values = dict.fromkeys(names)
         values.update(
@@ -398,14 +406,23 @@ def _duckdb_with_usage() -> Any:
             TotalCost=cost,
             Currency="USD",
             PricingStatus=status,
-            Tags="{}",
+            Tags=tags,
         )
         marks = ", ".join("?" for _ in names)
         con.execute(f'INSERT INTO "{USAGE_TABLE}" VALUES ({marks})', [values[n] for n in names])
 
-    row("r1", "team-a", "gpt-4o", 2.0, status="priced", when=max(now - timedelta(seconds=5), month_start))
+    tagged = '{"project": "apollo"}'
     row(
-        "r1", "team-a", "gpt-4o", 2.0, status="priced", when=now - timedelta(minutes=5)
+        "r1",
+        "team-a",
+        "gpt-4o",
+        2.0,
+        status="priced",
+        when=max(now - timedelta(seconds=5), month_start),
+        tags=tagged,
+    )
+    row(
+        "r1", "team-a", "gpt-4o", 2.0, status="priced", when=now - timedelta(minutes=5), tags=tagged
     )  # at-least-once duplicate
     row(
         "r2", "team-b", "gpt-4o-mini", 0.5, status="priced", when=max(now - timedelta(seconds=3), month_start)
@@ -448,7 +465,8 @@ def test_workbook_queries_run_on_duckdb_and_count_each_call_once() -> None:
     con = _duckdb_with_usage()
     results = {}
     for path in sorted(WORKBOOK_KQL.glob("*.kql")):
-        relation = duckdb_kql.kql(con, read(path))
+        # The workbook substitutes its parameters into the text; {TagKey} is the tag key picked.
+        relation = duckdb_kql.kql(con, read(path).replace("{TagKey}", "project"))
         results[path.stem] = [dict(zip(relation.columns, row, strict=True)) for row in relation.fetchall()]
     by_sub = {r["SubscriptionId"]: r for r in results["cost_by_subscription"]}
     assert by_sub["team-a"]["TotalCost"] == pytest.approx(2.0)
@@ -465,6 +483,13 @@ def test_workbook_queries_run_on_duckdb_and_count_each_call_once() -> None:
         "CC-9",
     )
     assert burn["team-b"]["Budget"] is None
+    centers = {r["CostCenter"]: r for r in results["cost_by_cost_center"]}
+    assert (centers["CC-1"]["Spend"], centers["CC-1"]["Budget"], centers["CC-1"]["Calls"]) == (2.0, 10.0, 1)
+    assert (centers["CC-9"]["Spend"], centers["CC-9"]["Budget"]) == (0.0, 50.0)
+    assert centers["(no budget)"]["Spend"] == pytest.approx(0.5)  # team-b: no budget row
+    by_tag = {r["TagValue"]: r for r in results["cost_by_tag"]}
+    assert (by_tag["apollo"]["TotalCost"], by_tag["apollo"]["Calls"]) == (2.0, 1)
+    assert (by_tag["(untagged)"]["TotalCost"], by_tag["(untagged)"]["Calls"]) == (0.5, 2)
     assert [(r["Deployment"], r["Calls"]) for r in results["unpriced_usage"]] == [("mystery-model", 1)]
     assert sum(r["Calls"] for r in results["usage_source_mix"]) == 3
     assert sum(r["Calls"] for r in results["cost_by_model_month"]) == 3

@@ -28,6 +28,20 @@ var queries = [
     timeContext: null
   }
   {
+    name: 'cost-by-cost-center'
+    title: 'Cost by cost center this month, against its budgets'
+    query: loadTextContent('../../chargeback/kql/workbook/cost_by_cost_center.kql')
+    visualization: 'table'
+    timeContext: { durationMs: 2764800000 }
+  }
+  {
+    name: 'cost-by-tag'
+    title: 'Cost by request tag (pick the tag key above)'
+    query: loadTextContent('../../chargeback/kql/workbook/cost_by_tag.kql')
+    visualization: 'table'
+    timeContext: null
+  }
+  {
     name: 'budget-burn'
     title: 'Budget burn this month, with month-end forecast'
     query: loadTextContent('../../chargeback/kql/workbook/budget_burn.kql')
@@ -86,6 +100,15 @@ var headerItems = [
               { durationMs: 7776000000 }
             ]
           }
+        }
+        {
+          id: '5b1f0c8e-7d2a-4e39-8a61-3c9d2f4b7e10'
+          version: 'KqlParameterItem/1.0'
+          name: 'TagKey'
+          label: 'Tag key (x-chargeback-<key> header)'
+          type: 1
+          isRequired: true
+          value: 'project'
         }
       ]
     }
