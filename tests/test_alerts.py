@@ -74,10 +74,11 @@ def test_every_budget_is_recorded_once_quietly_and_again_when_it_changes(october
         )
 
     def budget_rows() -> list[tuple[str, str, float]]:
-        return october_store.connection.execute(
+        rows: list[tuple[str, str, float]] = october_store.connection.execute(
             f'SELECT "SubscriptionId", "CostCenter", "Budget" FROM "{ALERTS_TABLE}" '
             "WHERE \"AlertKind\" = 'budget' ORDER BY 1, 3"
         ).fetchall()
+        return rows
 
     run(budgets)
     first = budget_rows()
