@@ -661,6 +661,36 @@ def function_settings(environ: Mapping[str, str] | None = None) -> Settings:
     return resolve_config(Settings.from_env(env), env)
 
 
+_config_alerted: set[str] = set()  # the days whose config-refused alert this process has recorded
+
+
+def alert_config_refused(settings: Settings, refused: ConfigError, now: datetime) -> None:
+    """Raise the day's ``config-refused`` alert (alerts table + webhook) once, beside the log line.
+
+    This process remembers a recorded day, so the alerts table is asked once, not per batch. An
+    alert that cannot be written is logged and tried again by the next refused batch; it never
+    costs the batch its dead letters.
+    """
+    from chargeback.jobs.alerts import config_alert_id, raise_config_alert
+
+    alert = config_alert_id(now)
+    if alert in _config_alerted:
+        return
+    try:
+        recorded = raise_config_alert(
+            refused.detail,
+            build_runner(settings),
+            build_alert_sink(settings),
+            now=now,
+            notify=build_alert_notifier(settings),
+        )
+    except Exception as exc:  # the batch is dead-lettered already; the alert is best effort
+        log.error("could not raise the config-refused alert: %s", exc)
+        return
+    if recorded:
+        _config_alerted.add(alert)
+
+
 def _refuse_batch(messages: Sequence[Message], settings: Settings, refused: ConfigError) -> IngestSummary:
     """Dead-letter a whole batch as config-invalid (nothing priced with a configuration refused)."""
     from chargeback.edges.sinks import DeadLetter
@@ -671,6 +701,7 @@ def _refuse_batch(messages: Sequence[Message], settings: Settings, refused: Conf
     records = [DeadLetter(message, Reason.CONFIG_INVALID, refused.detail, stamp) for message in messages]
     if records:
         build_deadletter(settings).put(records)
+    alert_config_refused(settings, refused, stamp)
     summary = IngestSummary(received=len(records), dead_lettered=len(records))
     summary.reasons[Reason.CONFIG_INVALID.value] = len(records)
     return summary

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import threading
 import uuid
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 from azure.storage.blob import BlobServiceClient
 
 from chargeback import wiring
+from chargeback.core.schema import ALERTS_TABLE, USAGE_TABLE
 from chargeback.edges.configstore import CONFIG_FILES, BlobConfigSource
 from chargeback.errors import ConfigError
 from chargeback.settings import Settings, default_config_path
@@ -114,4 +120,86 @@ def test_a_refused_configuration_dead_letters_the_batch_as_config_invalid(tmp_pa
     records = list(LocalDeadLetterStore(tmp_path / "dl").records())
     assert [r.reason.value for r in records] == ["config-invalid"] * 3
     assert "CONFIG_CONTAINER" in records[0].detail
-    assert not (tmp_path / "store.duckdb").exists()
+    store = duckdb.connect(str(tmp_path / "store.duckdb"))
+    try:  # nothing priced; the only row is the day's config-refused alert
+        assert store.execute(f'SELECT count(*) FROM "{USAGE_TABLE}"').fetchone() == (0,)
+        kinds = store.execute(f'SELECT "AlertKind" FROM "{ALERTS_TABLE}"').fetchall()
+        assert kinds == [("config-refused",)]
+    finally:
+        store.close()
+
+
+class _Hook(BaseHTTPRequestHandler):
+    received: list[dict[str, Any]] = []  # noqa: RUF012  # collected by the test
+
+    def do_POST(self) -> None:
+        _Hook.received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+def test_a_refused_configuration_alerts_once_a_day_not_once_per_batch(tmp_path: Path) -> None:
+    """Three refused batches raise one config-refused alert row and one webhook POST naming the fix."""
+    import azure.functions as func
+
+    from tests.conftest import make_event, to_body
+
+    server = HTTPServer(("127.0.0.1", 0), _Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _Hook.received.clear()
+    wiring._config_alerted.clear()  # a fresh Function instance
+    environ = {
+        "WEBSITE_INSTANCE_ID": "instance-1",
+        "CHARGEBACK_DUCKDB_PATH": str(tmp_path / "store.duckdb"),
+        "DEADLETTER_PATH": str(tmp_path / "dl"),
+        "ALERT_WEBHOOK_URL": f"http://127.0.0.1:{server.server_address[1]}/hook",
+    }
+    try:
+        for batch in range(3):
+            events = [func.EventHubEvent(body=to_body(make_event(requestId=f"r-{batch}")))]
+            assert wiring.handle_event_hub_batch(events, environ).dead_lettered == 1
+            wiring._config_alerted.clear()  # even another instance asks the alerts table first
+    finally:
+        server.shutdown()
+        server.server_close()
+    store = duckdb.connect(str(tmp_path / "store.duckdb"))
+    try:
+        rows = store.execute(f'SELECT "AlertKind", "Message" FROM "{ALERTS_TABLE}"').fetchall()
+    finally:
+        store.close()
+    assert len(rows) == 1
+    assert rows[0][0] == "config-refused"
+    assert "CONFIG_CONTAINER" in rows[0][1]
+    assert len(_Hook.received) == 1
+    assert "[config-refused]" in _Hook.received[0]["text"]  # chat text escapes the message's markdown
+
+
+def test_the_config_alert_fires_again_on_the_next_day(tmp_path: Path) -> None:
+    """raise_config_alert records one alert per day: twice on day one is one row, day two adds one."""
+    from chargeback.edges.alertsinks import StoreAlertSink
+    from chargeback.edges.kqlrun import LocalKqlRunner
+    from chargeback.edges.store import DuckDBStore
+    from chargeback.jobs.alerts import raise_config_alert
+
+    day1, day2 = datetime(2026, 11, 3, 8, tzinfo=UTC), datetime(2026, 11, 4, 0, 5, tzinfo=UTC)
+    announced: list[str] = []
+    with DuckDBStore(tmp_path / "store.duckdb") as store:
+        runner, sink = LocalKqlRunner(store.connection), StoreAlertSink(store)
+        for now in (day1, day1, day2):
+            assert raise_config_alert(
+                "example files",
+                runner,
+                sink,
+                now=now,
+                notify=lambda rows: announced.extend(r["AlertId"] for r in rows),
+            )
+        ids = [
+            r[0]
+            for r in store.connection.execute(f'SELECT "AlertId" FROM "{ALERTS_TABLE}" ORDER BY 1').fetchall()
+        ]
+    assert ids == ["2026-11-03/config/config-refused", "2026-11-04/config/config-refused"]
+    assert announced == ids

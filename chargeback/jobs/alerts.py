@@ -14,6 +14,10 @@ per subscription, month and budget content: ``YYYY-MM/subscription/budget/<diges
 through the same sink and never announced, so that the workbook's budget burn knows every budget,
 also one that no alert has fired for yet (``kql/workbook/budget_burn.kql``).
 
+When the Function refuses its configuration (the shipped example files in Azure, see
+``wiring.resolve_config``), ``raise_config_alert`` writes one ``config-refused`` alert a day
+(``YYYY-MM-DD/config/config-refused``) through the same sink and notifier, not one per batch.
+
 The job is handed its edges: the KQL runner, the alert sink (``edges.alertsinks``), the budgets, the
 clock (``now``) and ``notify``, called once with the alerts a check raised (``wiring`` passes the
 ALERT_WEBHOOK_URL poster of ``edges.webhook`` when one is set).
@@ -123,6 +127,55 @@ def record_budgets(
         return []
     written = sink.write_alerts(new)
     return [row for row in new if row["AlertId"] in written]
+
+
+CONFIG_KIND = "config-refused"
+
+
+def config_alert_id(now: datetime) -> str:
+    """``YYYY-MM-DD/config/refused``: a refused configuration is announced once per day."""
+    return f"{now.astimezone(UTC):%Y-%m-%d}/config/{CONFIG_KIND}"
+
+
+def raise_config_alert(
+    detail: str,
+    runner: KqlRunner,
+    sink: AlertSink,
+    *,
+    now: datetime,
+    notify: Notify | None = None,
+) -> bool:
+    """The Function refused its configuration: one ``config-refused`` alert a day, announced once.
+
+    Returns True once the day's alert is recorded (now or by an earlier batch), False when the sink
+    did not take it (the next refused batch tries again).
+    """
+    alert = config_alert_id(now)
+    month = month_of(now)
+    if alert in already_raised(runner, month, now):
+        return True
+    row: Row = {
+        "TimeGenerated": now.astimezone(UTC),
+        "AlertId": alert,
+        "Month": month,
+        "SubscriptionId": "",
+        "SubscriptionName": "",
+        "CostCenter": "",
+        "Owner": "",
+        "AlertKind": CONFIG_KIND,
+        "ThresholdPct": Decimal(0),
+        "Budget": None,
+        "Spend": None,
+        "Forecast": None,
+        "Currency": "",
+        "Message": f"chargeback prices nothing: {detail}",
+    }
+    if alert not in sink.write_alerts([row]):
+        return False
+    log.error("config alert %s: %s", alert, row["Message"])
+    if notify is not None:
+        notify([row])
+    return True
 
 
 def already_raised(runner: KqlRunner, month: str, now: datetime) -> set[str]:
