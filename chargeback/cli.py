@@ -123,9 +123,9 @@ def _settings(args: argparse.Namespace) -> Settings:
 def cmd_ingest(args: argparse.Namespace, console: Any) -> int:
     settings = _settings(args)
     paths = [Path(p) for p in args.paths]
-    missing = [str(p) for p in paths if str(p) != "-" and not p.exists()]
+    missing = [str(p) for p in paths if str(p) != "-" and not p.is_file()]
     if missing:
-        raise InputMissing(f"no such file: {', '.join(missing)}: check the path")
+        raise InputMissing(f"no such file (or not a file): {', '.join(missing)}: pass JSONL files or -")
     summary = ingest_files(paths, settings, batch_size=args.batch_size, progress=console.is_terminal)
     print_summary(summary, console)
     console.print(

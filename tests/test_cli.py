@@ -224,6 +224,14 @@ def test_missing_input_file_is_input_missing_not_internal_error(tmp_path: Path, 
     assert "internal-error" not in out
 
 
+def test_ingest_of_a_directory_is_input_missing_with_exit_2(tmp_path: Path, capsys) -> None:
+    """A directory given to ingest is one input-missing line, exit 2, not an internal error."""
+    assert main(["ingest", str(tmp_path), "--db", str(tmp_path / "x.duckdb")]) == 2
+    out = capsys.readouterr().out
+    assert "input-missing" in out
+    assert "internal-error" not in out
+
+
 def test_rollup_never_creates_a_store_and_never_publishes_a_mistyped_db(tmp_path: Path, capsys) -> None:
     """rollup on a --db that does not exist: exit 2, no store file created, nothing published."""
     typo = tmp_path / "chargback.duckdb"
