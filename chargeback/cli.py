@@ -126,12 +126,26 @@ def cmd_ingest(args: argparse.Namespace, console: Any) -> int:
     missing = [str(p) for p in paths if str(p) != "-" and not p.is_file()]
     if missing:
         raise InputMissing(f"no such file (or not a file): {', '.join(missing)}: pass JSONL files or -")
+    not_gzip = [str(p) for p in paths if p.suffix == ".gz" and not _is_gzip(p)]
+    if not_gzip:  # checked before anything is written: a half-ingested file is worse than none
+        raise InputMissing(
+            f"not a gzip file: {', '.join(not_gzip)}: gunzip it or drop the .gz suffix for plain JSONL"
+        )
     summary = ingest_files(paths, settings, batch_size=args.batch_size, progress=console.is_terminal)
     print_summary(summary, console)
     console.print(
         f"store: {safe(settings.chargeback_duckdb_path)}   dead-letters: {safe(settings.deadletter_path)}"
     )
     return 0
+
+
+def _is_gzip(path: Path) -> bool:
+    """Whether a file starts with the gzip magic number."""
+    try:
+        with path.open("rb") as handle:
+            return handle.read(2) == b"\x1f\x8b"
+    except OSError:
+        return False
 
 
 def cmd_demo(args: argparse.Namespace, console: Any) -> int:

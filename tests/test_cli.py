@@ -232,6 +232,19 @@ def test_ingest_of_a_directory_is_input_missing_with_exit_2(tmp_path: Path, caps
     assert "internal-error" not in out
 
 
+def test_ingest_of_a_gz_file_that_is_not_gzip_is_a_clear_error_with_exit_2(tmp_path: Path, capsys) -> None:
+    """A .gz file that is not gzip is one input line naming the file, exit 2, and nothing is written."""
+    fake = tmp_path / "x.jsonl.gz"
+    fake.write_bytes(to_body(make_event()) + b"\n")
+    db = tmp_path / "x.duckdb"
+    assert main(["ingest", str(fake), "--db", str(db)]) == 2
+    out = capsys.readouterr().out
+    assert "not a gzip file" in out
+    assert "input-missing" in out
+    assert "internal-error" not in out
+    assert not db.exists()
+
+
 def test_rollup_never_creates_a_store_and_never_publishes_a_mistyped_db(tmp_path: Path, capsys) -> None:
     """rollup on a --db that does not exist: exit 2, no store file created, nothing published."""
     typo = tmp_path / "chargback.duckdb"
