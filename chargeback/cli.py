@@ -26,7 +26,7 @@ from chargeback.console import (
     safe,
 )
 from chargeback.edges.jsonl import DEFAULT_BATCH
-from chargeback.errors import ChargebackError, InputMissing, Reason
+from chargeback.errors import ChargebackError, ConfigError, InputMissing, Reason
 from chargeback.settings import Settings
 
 DESCRIPTION = """Chargeback for a shared Azure OpenAI service: ingest usage events, publish
@@ -344,10 +344,14 @@ def cmd_deployments_import(args: argparse.Namespace, console: Any) -> int:
 
 
 def _read_text(path: Path) -> str:
+    if not path.is_file():
+        raise InputMissing(f"no such file (or not a file): {path}: check the path")
     try:
         return path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ChargebackError(f"cannot read {path}: {exc}") from None
+    except OSError as exc:
+        raise InputMissing(f"cannot read {path}: {exc.strerror}: check the path and permissions") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text ({exc.reason}): save it as UTF-8") from None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -245,6 +245,15 @@ def test_ingest_of_a_gz_file_that_is_not_gzip_is_a_clear_error_with_exit_2(tmp_p
     assert not db.exists()
 
 
+@pytest.mark.parametrize("command", ["ratecard", "deployments"])
+def test_import_of_a_missing_file_is_input_missing_with_exit_2(command: str, tmp_path: Path, capsys) -> None:
+    """`ratecard import` / `deployments import` of a missing file is input-missing, exit 2."""
+    assert main([command, "import", str(tmp_path / "nope.json"), "--out", str(tmp_path / "o.csv")]) == 2
+    out = capsys.readouterr().out
+    assert "input-missing" in out
+    assert "internal-error" not in out
+
+
 def test_rollup_never_creates_a_store_and_never_publishes_a_mistyped_db(tmp_path: Path, capsys) -> None:
     """rollup on a --db that does not exist: exit 2, no store file created, nothing published."""
     typo = tmp_path / "chargback.duckdb"
