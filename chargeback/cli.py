@@ -510,6 +510,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _lines(message: str) -> str:
+    """A message made safe line by line: controls within a line shown, the message's own newlines kept."""
+    return "\n".join(safe(line) for line in message.split("\n"))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``chargeback`` console script."""
     from rich.console import Console
@@ -526,7 +531,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.handler(args, console)
     except ChargebackError as exc:
-        console.print(f"[red]error[/red] ({exc.reason}): {safe(exc.detail)}", soft_wrap=True)
+        console.print(f"[red]error[/red] ({exc.reason}): {_lines(exc.detail)}", soft_wrap=True)
         return EXIT_REFUSED if exc.reason == Reason.STATEMENT_REFUSED else EXIT_USAGE
     except (KeyboardInterrupt, SystemExit):
         raise
@@ -534,7 +539,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verbose:
             raise
         console.print(
-            f"[red]error[/red] (internal-error): {safe(type(exc).__name__)}: {safe(str(exc))} "
+            f"[red]error[/red] (internal-error): {safe(type(exc).__name__)}: {_lines(str(exc))} "
             "(run with -v for the traceback)",
             soft_wrap=True,
         )

@@ -113,6 +113,23 @@ def test_bad_rate_card_is_a_config_error_with_exit_2(tmp_path: Path, capsys):
     assert "config-invalid" in capsys.readouterr().out
 
 
+def test_a_multi_line_config_error_keeps_its_newlines_not_a_literal_escape(tmp_path: Path, capsys) -> None:
+    """A rate card with several bad lines prints one real line per problem, no literal \\x0a."""
+    card = tmp_path / "card.csv"
+    card.write_text(
+        "model,deployment_type,effective_from,input_per_1m,cached_input_per_1m,output_per_1m,currency\n"
+        "gpt-4o,global,2024-01-01,abc,2.50,15.00,USD\n"
+        "gpt-4o-mini,global,2024-01-01,abc,0.075,0.60,USD\n",
+        encoding="utf-8",
+    )
+    path = write_jsonl(tmp_path / "e.jsonl", [to_body(make_event())])
+    assert main(["ingest", str(path), "--db", str(tmp_path / "x.duckdb"), "--rate-card", str(card)]) == 2
+    out = capsys.readouterr().out
+    assert "config-invalid" in out
+    assert "\\x0a" not in out
+    assert len([line for line in out.splitlines() if "abc" in line]) == 2
+
+
 def test_python_dash_m_runs_the_same_cli():
     """python -m chargeback answers --help with the commands."""
     result = subprocess.run(
