@@ -370,9 +370,11 @@ def monthly_reconciliation(
     settings: Settings, month: str, files: Sequence[Path | str], now: datetime | None = None
 ) -> ReconcileRun:
     """``chargeback reconcile``: publish (or reuse) the month's statement, then compare it with the export."""
+    from chargeback.edges.costexport import check_cost_export
     from chargeback.jobs.reconcile import reconcile_files
     from chargeback.jobs.statement import file_name
 
+    files = check_cost_export(files)  # a missing or wrong export stops here, before a statement is published
     publication = monthly_statement(settings, month, now)
     store = build_export_store(settings)
     focus = store.read(file_name(month, publication.version, "focus.csv")) or b""

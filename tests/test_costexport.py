@@ -61,3 +61,21 @@ def test_bad_inputs_are_config_errors_that_say_what_to_do(tmp_path: Path):
     broken.write_bytes(b"\x1f\x8b" + b"not gzip at all")
     with pytest.raises(ConfigError, match="re-download"):
         list(read_file(broken))
+
+
+def test_check_cost_export_accepts_focus_files_and_refuses_other_files(tmp_path: Path) -> None:
+    """check_cost_export passes FOCUS CSV, gzip and Parquet files and names a file without FOCUS columns."""
+    from chargeback.edges.costexport import check_cost_export
+    from tests import costexports
+
+    row = {"BilledCost": "1", "ChargePeriodStart": "2026-10-01T00:00:00Z"}
+    good = [
+        costexports.write_csv(tmp_path / "a.csv", [row]),
+        costexports.write_csv(tmp_path / "b.csv.gz", [row], compress=True),
+        costexports.write_parquet(tmp_path / "c.parquet", [row]),
+    ]
+    assert check_cost_export(good) == good
+    other = tmp_path / "README.md"
+    other.write_text("# title\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"README\.md is not a FOCUS cost export"):
+        check_cost_export([other])

@@ -324,3 +324,22 @@ def test_cli_reconcile_prints_the_table_and_writes_the_files(october_store: Any,
     assert "coverage" in printed
     assert (out / "chargeback-2026-10.reconcile.csv").exists()
     assert main(["reconcile", "--month", "2026-10", "--cost-export", str(tmp_path / "none.csv"), *args]) == 2
+
+
+def test_cli_reconcile_checks_the_export_before_publishing_anything(
+    october_store: Any, tmp_path: Path, capsys
+):
+    """A missing export, or a file without FOCUS columns, exits 2 and no statement version is published."""
+    config = october_store.config
+    october_store.close()
+    out = tmp_path / "exports"
+    args = ["--db", str(tmp_path / "store.duckdb"), "--out", str(out)]
+    args += ["--deployments", str(config["deployments"]), "--budgets", str(config["budgets"])]
+    not_export = tmp_path / "README.md"
+    not_export.write_text("# A readme\n\nSome text, no FOCUS columns.\n", encoding="utf-8")
+    assert main(["reconcile", "--month", "2026-10", "--cost-export", str(tmp_path / "nope.csv"), *args]) == 2
+    assert main(["reconcile", "--month", "2026-10", "--cost-export", str(not_export), *args]) == 2
+    printed = capsys.readouterr().out
+    assert "does not exist" in printed
+    assert "not a FOCUS cost export" in printed
+    assert not out.exists() or not any(out.iterdir())

@@ -27,6 +27,9 @@ from chargeback.errors import ConfigError
 GZIP_MAGIC = b"\x1f\x8b"
 PARQUET_MAGIC = b"PAR1"
 SUFFIXES = (".csv", ".gz", ".parquet")
+# The FOCUS columns a reconciliation cannot do without: the money, and the period it belongs to.
+REQUIRED_COLUMNS = ("BilledCost",)
+PERIOD_COLUMNS = ("ChargePeriodStart", "BillingPeriodStart")
 
 
 def export_files(paths: Sequence[Path | str]) -> list[Path]:
@@ -113,6 +116,56 @@ def read_file(path: Path) -> Iterator[dict[str, str]]:
         return
     with path.open("rb") as handle:
         yield from _csv_rows(path, handle)
+
+
+def columns(path: Path) -> list[str]:
+    """The column names of one export file (its CSV header or Parquet schema), reading nothing else."""
+    try:
+        with path.open("rb") as probe:
+            head = probe.read(4)
+    except OSError as exc:
+        raise ConfigError(f"cannot read cost export {path}: {exc.strerror}") from None
+    if head == PARQUET_MAGIC:
+        try:
+            import pyarrow.parquet as pq
+
+            return [str(name) for name in pq.read_schema(path).names]
+        except (OSError, ValueError) as exc:
+            raise ConfigError(
+                f"{path} is not a readable Parquet file ({exc}): re-download the export"
+            ) from None
+    try:
+        if head[:2] == GZIP_MAGIC:
+            with gzip.GzipFile(path, "rb") as handle:
+                line = handle.readline()
+        else:
+            with path.open("rb") as handle:
+                line = handle.readline()
+        text = line.decode("utf-8-sig")
+        return [name.strip() for name in next(csv.reader([text]), [])]
+    except (UnicodeDecodeError, csv.Error, EOFError, gzip.BadGzipFile) as exc:
+        raise ConfigError(
+            f"{path} is not a readable CSV cost export ({exc}): re-download the export"
+        ) from None
+
+
+def check_cost_export(paths: Sequence[Path | str]) -> list[Path]:
+    """The export's files, each checked to be there and to carry the FOCUS columns; nothing is read further.
+
+    Run before anything is written, so that a wrong or missing file stops the command cleanly.
+    """
+    files = export_files(paths)
+    for path in files:
+        names = set(columns(path))
+        missing = [name for name in REQUIRED_COLUMNS if name not in names]
+        if not names & set(PERIOD_COLUMNS):
+            missing.append(" or ".join(PERIOD_COLUMNS))
+        if missing:
+            raise ConfigError(
+                f"{path} is not a FOCUS cost export (no {', '.join(missing)} column): "
+                "export Cost and usage details (FOCUS) from Cost Management"
+            )
+    return files
 
 
 def read_cost_export(paths: Sequence[Path | str]) -> Iterator[tuple[Path, dict[str, str]]]:

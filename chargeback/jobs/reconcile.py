@@ -726,9 +726,9 @@ def reconcile_files(
     version: int,
 ) -> ReconcileRun:
     """Read the cost export, compare it with a published statement and write the CSV and manifest."""
-    from chargeback.edges.costexport import export_files, read_cost_export
+    from chargeback.edges.costexport import check_cost_export, read_cost_export
 
-    paths = export_files(files)
+    paths = check_cost_export(files)
     ours = our_lines(focus_csv)
     azure = azure_lines((row for _, row in read_cost_export(paths)), month, models_of(ours))
     if azure.rows_read == 0:
