@@ -527,13 +527,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.ERROR, format="%(levelname)s %(message)s"
     )
-    console = Console()
+
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:  # rich's default exits 1; a gone reader is not a failure
+            self.quiet = True
+            raise BrokenPipeError
+
+    console = _Console()
+    try:
+        return _run(args, console)
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as the Python docs advise
+        _silence_stdout()
+        return EXIT_OK
+
+
+def _silence_stdout() -> None:
+    """Point stdout at devnull so that Python's flush at exit does not raise BrokenPipeError again.
+
+    https://docs.python.org/3/library/signal.html#note-on-sigpipe
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout without a file descriptor (captured): nothing to flush
+        pass
+
+
+def _run(args: argparse.Namespace, console: Any) -> int:
+    """Run the chosen command; a ChargebackError or an unforeseen fault becomes one line and an exit code."""
     try:
         code: int = args.handler(args, console)
     except ChargebackError as exc:
         console.print(f"[red]error[/red] ({exc.reason}): {_lines(exc.detail)}", soft_wrap=True)
         return EXIT_REFUSED if exc.reason == Reason.STATEMENT_REFUSED else EXIT_USAGE
-    except (KeyboardInterrupt, SystemExit):
+    except (KeyboardInterrupt, SystemExit, BrokenPipeError):
         raise
     except Exception as exc:  # the one place an unforeseen fault becomes a line, not a traceback
         if args.verbose:

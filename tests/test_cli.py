@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -269,6 +270,42 @@ def test_import_of_a_missing_file_is_input_missing_with_exit_2(command: str, tmp
     out = capsys.readouterr().out
     assert "input-missing" in out
     assert "internal-error" not in out
+
+
+def test_a_closed_pipe_on_stdout_ends_the_command_quietly_with_exit_0(tmp_path: Path, config_files) -> None:
+    """`chargeback ingest f | head` whose reader has gone exits 0 with no error and no traceback."""
+    card, deployments = config_files
+    path = write_jsonl(tmp_path / "e.jsonl", [to_body(make_event())])
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the command prints: every write is EPIPE
+    try:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "chargeback",
+                "ingest",
+                str(path),
+                "--db",
+                str(tmp_path / "x.duckdb"),
+                "--rate-card",
+                str(card),
+                "--deployments",
+                str(deployments),
+                "--deadletter",
+                str(tmp_path / "dl"),
+            ],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            check=False,
+            timeout=120,
+        )
+    finally:
+        os.close(write)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == b""
+    with duckdb.connect(str(tmp_path / "x.duckdb")) as connection:
+        assert connection.execute('SELECT count(*) FROM "AOAIChargeback_CL"').fetchone() == (1,)
 
 
 def test_rollup_never_creates_a_store_and_never_publishes_a_mistyped_db(tmp_path: Path, capsys) -> None:
