@@ -163,6 +163,8 @@ def cmd_replay(args: argparse.Namespace, console: Any) -> int:
     if args.from_container:
         settings = dataclasses.replace(settings, deadletter_container=args.from_container)
     elif args.from_folder:
+        if not args.from_folder.is_dir():
+            raise InputMissing(f"no such dead-letter folder: {args.from_folder}: check the path")
         settings = dataclasses.replace(
             settings, deadletter_container="", deadletter_path=str(args.from_folder)
         )

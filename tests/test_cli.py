@@ -308,6 +308,17 @@ def test_a_closed_pipe_on_stdout_ends_the_command_quietly_with_exit_0(tmp_path: 
         assert connection.execute('SELECT count(*) FROM "AOAIChargeback_CL"').fetchone() == (1,)
 
 
+def test_replay_from_a_missing_folder_is_input_missing_with_exit_2(tmp_path: Path, capsys) -> None:
+    """`replay --dry-run --from-folder` of a missing folder is input-missing, exit 2, not 0 records."""
+    code = main(
+        ["replay", "--dry-run", "--from-folder", str(tmp_path / "nope"), "--db", str(tmp_path / "x.duckdb")]
+    )
+    assert code == 2
+    out = capsys.readouterr().out
+    assert "input-missing" in out
+    assert "0 records" not in out
+
+
 def test_rollup_never_creates_a_store_and_never_publishes_a_mistyped_db(tmp_path: Path, capsys) -> None:
     """rollup on a --db that does not exist: exit 2, no store file created, nothing published."""
     typo = tmp_path / "chargback.duckdb"
