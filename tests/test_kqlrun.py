@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -436,3 +437,24 @@ def test_the_earliest_row_stage_carries_every_column_the_latest_revision_stage_r
     assert earliest is not None
     assert latest is not None
     assert earliest.group(1).split() == latest.group(1).split()
+
+
+@pytest.mark.parametrize("name", ["meter_usage", "rate_card_versions"])
+def test_the_rate_card_queries_count_each_call_once_on_log_analytics_shaped_rows(
+    name: str, october_store: Any
+) -> None:
+    """meter_usage and rate_card_versions inline AOAIChargeback()'s body, so redeliveries change nothing."""
+    function = (
+        Path(__file__).resolve().parent.parent / "chargeback" / "kql" / "functions" / "AOAIChargeback.kql"
+    ).read_text()
+    body = "".join(line for line in function.splitlines(keepends=True) if not line.startswith("//"))
+    text = load_query(name)
+    assert body in text
+    assert text.count("AOAIChargeback_CL") == body.count("AOAIChargeback_CL")
+    bound = bind(
+        text, params_for(text) | {"Since": START, "Until": END, "MonthStart": START, "MonthEnd": END}
+    )
+    keyed = LocalKqlRunner(october_store.connection).run_text(bound, name=name)
+    redelivered = LocalKqlRunner(monthdata.duplicated_copy(october_store)).run_text(bound, name=name)
+    assert len(keyed) > 0
+    _frames_equal(keyed, redelivered)
