@@ -42,3 +42,21 @@ def test_ratecard_check_lists_meters_without_a_price(
     )
     assert main(["ratecard", "check", *options]) == 1  # priced now, but the stored row is still unpriced
     assert "re-ingest" in capsys.readouterr().out
+
+
+def test_ratecard_check_counts_quality_and_size_qualified_image_rows() -> None:
+    """An images:<quality>:<size> row prices the images meter for the check, as the pricer matches it."""
+    from datetime import UTC, datetime
+
+    from chargeback.core.pricing import Pricer, RateCard
+
+    when = datetime(2026, 10, 15, tzinfo=UTC)
+    header = "model,deployment_type,effective_from,meter,unit,price,currency\n"
+    qualified = RateCard.parse(
+        (header + "dall-e-3,regional,2024-01-01,images:standard:1024x1024,1 image,0.04,USD\n").encode()
+    )
+    assert Pricer(qualified).missing_meters("regional", "dall-e-3", "3.0", ["images"], when) == ()
+    later = RateCard.parse((header + "dall-e-3,regional,2027-01-01,images:hd:*,1 image,0.08,USD\n").encode())
+    assert Pricer(later).missing_meters("regional", "dall-e-3", "", ["images"], when) == ("images",)
+    other = RateCard.parse((header + "dall-e-3,regional,2024-01-01,input,1M tokens,1,USD\n").encode())
+    assert Pricer(other).missing_meters("regional", "dall-e-3", "", ["images"], when) == ("images",)

@@ -446,6 +446,17 @@ class RateCard:
         """All rows of one model, type and meter (model compared case-insensitively), or None."""
         return self._series.get((model.lower(), deployment_type, meter))
 
+    def image_meters(self, model: str, deployment_type: str) -> tuple[str, ...]:
+        """The ``images:<quality>:<size>`` meters the card has rows for, for this model and type."""
+        model = model.lower()
+        return tuple(
+            sorted(
+                meter
+                for (name, kind, meter) in self._series
+                if name == model and kind == deployment_type and meter.startswith("images:")
+            )
+        )
+
     def prices(self, model: str, deployment_type: str) -> bool:
         """True when the card has any row for this model (or version) and type."""
         return (model.lower(), deployment_type) in self._priced
@@ -765,6 +776,20 @@ class _Target:
                     return rate
         return None
 
+    def priced(self, meter: str, when: datetime) -> bool:
+        """True when ``rate`` finds a price for ``meter``; for ``images`` (quality and size unknown)
+        when any quality and size the card names for the model resolves, as the pricer would."""
+        if self.rate(meter, when) is not None:
+            return True
+        if meter != "images":
+            return False
+        keys = {key for name in self._names for key in self._card.image_meters(name, self.deployment_type)}
+        for key in keys:
+            _, quality, size = key.split(":")
+            if self.rate(meter, when, quality.replace("*", ""), size.replace("*", "")) is not None:
+                return True
+        return False
+
     def in_force(self, when: datetime) -> bool:
         """True when any meter of the model has a price in force at ``when``."""
         return any(self.rate(meter, when) is not None for meter in ("input", "output", "images"))
@@ -878,7 +903,7 @@ class Pricer:
     ) -> tuple[str, ...]:
         """The meters of ``meters`` the card has no price for, for this model (version) and type."""
         target = _Target(self.rate_card, model.lower(), version.lower(), deployment_type, "")
-        return tuple(meter for meter in meters if target.rate(meter, when) is None)
+        return tuple(meter for meter in meters if not target.priced(meter, when))
 
     def _zero(self, target: _Target, status: PricingStatus, quantities: dict[str, int | Decimal]) -> Price:
         return Price(
