@@ -343,3 +343,32 @@ def test_cli_reconcile_checks_the_export_before_publishing_anything(
     assert "does not exist" in printed
     assert "not a FOCUS cost export" in printed
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_sub_tolerance_gaps_keep_their_cause_so_causes_sum_to_the_variance() -> None:
+    """A price gap under half a cent is named, not a match, and the causes add up to the variance exactly."""
+    from chargeback.jobs.reconcile import Reconciliation
+
+    priced = ("gpt-4o", "global", "input", "USD")
+    # 0.35 of tokens Azure billed that APIM did not see, and a 0.004 list price gap on the same line.
+    azure = Side(cost=Decimal("2.354"), list_cost=Decimal("2.354"), tokens=Decimal(1_175_000))
+    ours = Side(cost=Decimal("2.00"), tokens=Decimal(1_000_000))
+    line = compare_line(priced, azure, ours)
+    assert line.causes == ("bypassed-apim",)
+    small = ("gpt-4o", "global", "output", "USD")
+    only_price = compare_line(
+        small,
+        Side(cost=Decimal("1.004"), list_cost=Decimal("1.004"), tokens=Decimal(100)),
+        Side(cost=Decimal("1.00"), tokens=Decimal(100)),
+    )
+    assert only_price.causes == ("price",)
+    exact = compare_line(
+        small,
+        Side(cost=Decimal(1), list_cost=Decimal(1), tokens=Decimal(100)),
+        Side(cost=Decimal(1), tokens=Decimal(100)),
+    )
+    assert exact.causes == ("match",)
+    result = Reconciliation("2026-10", (line, only_price, exact), 3, 3, 0, 0)
+    causes = result.causes()
+    assert causes == {"bypassed-apim": Decimal("0.35"), "price": Decimal("0.008")}
+    assert sum(causes.values()) == result.totals()["USD"]["variance"]

@@ -33,7 +33,9 @@ The likely cause of each line is named from the components that are not zero at 
 ``bypassed-apim`` (Azure billed more tokens than passed APIM), ``over-counted`` (APIM counted more
 than Azure billed: estimates, usage billed in another period), ``price``, ``discount``,
 ``unpriced``, ``ptu`` (hourly provisioned throughput against our allocation), ``not-billed``, or
-``match``. Coverage is the share of the invoice whose tokens our rows account for.
+``match``; a line whose gaps are all under the cent names the causes of those not zero at 6
+decimals (``match`` only when every gap is zero). The causes' totals take each gap, however small,
+so they sum exactly to the variance. Coverage is the share of the invoice whose tokens our rows account for.
 """
 
 from __future__ import annotations
@@ -479,6 +481,22 @@ def compare_line(key: Key, azure: Side | None, ours: Side | None) -> ReconcileLi
         causes.append("unpriced")
         notes.append(f"{_tokens_text(o.unpriced_tokens)} tokens our rate card could not price")
     if not causes:
+        # Gaps under the tolerance still name their cause: a line is a match only when every gap is
+        # zero at 6 decimals (else the causes would not add up to the variance).
+        causes.extend(
+            cause
+            for cause, _ in _minor_causes(
+                meter,
+                not_billed=azure is None,
+                billed_tokens=tb,
+                our_tokens=to,
+                quantity=quantity,
+                price=price,
+                discount=discount,
+                unpriced=unpriced,
+            )
+        )
+    if not causes:
         causes.append("match")
     return ReconcileLine(
         model=model,
@@ -500,6 +518,57 @@ def compare_line(key: Key, azure: Side | None, ours: Side | None) -> ReconcileLi
         causes=tuple(causes),
         explanation="; ".join(notes),
     )
+
+
+def _quantity_cause(not_billed: bool, billed_tokens: Decimal, our_tokens: Decimal) -> str:
+    if not_billed:
+        return "not-billed"
+    return "bypassed-apim" if billed_tokens > our_tokens else "over-counted"
+
+
+def _minor_causes(
+    meter: str,
+    *,
+    not_billed: bool,
+    billed_tokens: Decimal,
+    our_tokens: Decimal,
+    quantity: Decimal,
+    price: Decimal,
+    discount: Decimal,
+    unpriced: Decimal,
+) -> list[tuple[str, Decimal]]:
+    """The causes of the gaps that are not zero at 6 decimals, each with its gap."""
+    if meter == PTU:
+        parts = [("ptu", quantity + price + unpriced), ("discount", discount)]
+    else:
+        parts = [
+            (_quantity_cause(not_billed, billed_tokens, our_tokens), quantity),
+            ("price", price),
+            ("discount", discount),
+            ("unpriced", unpriced),
+        ]
+    return [(cause, gap) for cause, gap in parts if gap.quantize(Decimal("0.000001")) != 0]
+
+
+def line_causes(line: ReconcileLine) -> dict[str, Decimal]:
+    """The line's variance split by cause: each gap goes to its own cause, however small, so the
+    amounts sum exactly to the variance (a PTU line's gaps are all ``ptu`` but its discount)."""
+    if line.meter == PTU:
+        parts = {"ptu": line.variance - line.discount, "discount": line.discount}
+    else:
+        parts = {
+            _quantity_cause(
+                "not-billed" in line.causes, line.billed_tokens, line.our_tokens
+            ): line.quantity_gap,
+            "price": line.price_gap,
+            "discount": line.discount,
+            "unpriced": line.unpriced,
+        }
+        # the components sum to the variance but for the rounding of Decimal division: the largest
+        # takes that remainder (1e-28 or so)
+        largest = max(parts, key=lambda cause: abs(parts[cause]))
+        parts[largest] += line.variance - sum(parts.values(), Decimal(0))
+    return {cause: amount for cause, amount in parts.items() if amount != 0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -548,12 +617,14 @@ class Reconciliation:
         return result
 
     def causes(self) -> dict[str, Decimal]:
-        """Each cause with the variance of the lines it names (a line can name several)."""
+        """Each cause with the gaps it explains, sub-tolerance ones included: they sum to the variance."""
         found: dict[str, Decimal] = {}
         for line in self.lines:
-            for cause in line.causes:
+            for cause in line.causes:  # a named cause is listed even when its gaps are zero
                 if cause != "match":
-                    found[cause] = found.get(cause, Decimal(0)) + line.variance
+                    found.setdefault(cause, Decimal(0))
+            for cause, amount in line_causes(line).items():
+                found[cause] = found.get(cause, Decimal(0)) + amount
         return found
 
 
