@@ -1,6 +1,6 @@
 """``chargeback demo``: a realistic synthetic month, end to end on the embedded default.
 
-Generates the Event Hub bodies an APIM policy would have sent for a month of six teams (chat,
+Generates the Event Hub bodies an APIM policy would have sent for a month of seven teams (chat,
 streams with and without usage, Responses API, embeddings, reasoning, batch, data zone, semantic
 cache hits, throttling, an unpriced model, redeliveries and some broken events), writes a demo rate
 card with a mid-month price change, ingests it all through the same pipeline as the Function and
