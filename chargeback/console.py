@@ -119,7 +119,7 @@ def print_statement(settings: Settings, publication: Any, console: Any) -> None:
         ("SubscriptionId", "Subscription"),
         ("CostCenter", "Cost ctr"),
         ("Requests", "Calls"),
-        ("TotalCost", "Tokens"),
+        ("TotalCost", "Token cost"),
         ("AllocatedCost", "PTU"),
         ("ChargedCost", "Charged"),
         ("Budget", "Budget"),

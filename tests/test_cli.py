@@ -391,6 +391,6 @@ def test_statement_table_is_whole_at_80_columns(tmp_path: Path, config_files) ->
     )
     assert cli.cmd_rollup(args, console) == 0
     text = console.export_text()
-    for heading in ("Subscription", "Cost ctr", "Calls", "Tokens", "PTU", "Charged", "Budget", "Used %"):
+    for heading in ("Subscription", "Cost ctr", "Calls", "Token cost", "PTU", "Charged", "Budget", "Used %"):
         assert heading in text
     assert max(len(line) for line in text.splitlines()) <= 80
