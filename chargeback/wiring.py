@@ -334,9 +334,17 @@ def describe(settings: Settings) -> dict[str, Any]:
 
 
 def monthly_statement(
-    settings: Settings, month: str, now: datetime | None = None, *, allow_empty: bool = False
+    settings: Settings,
+    month: str,
+    now: datetime | None = None,
+    *,
+    allow_empty: bool = False,
+    new_version: bool = True,
 ) -> Publication:
-    """``chargeback rollup --month``: the month's statement, published as a new version if changed."""
+    """``chargeback rollup --month``: the month's statement, published as a new version if changed.
+
+    ``new_version=False`` (reconcile) publishes a first version but refuses to supersede one.
+    """
     from chargeback.jobs.exports import run_statement
 
     return run_statement(
@@ -348,6 +356,7 @@ def monthly_statement(
         output_weight=output_weight(settings),
         now=now or datetime.now(UTC),
         allow_empty=allow_empty,
+        new_version=new_version,
     )
 
 
@@ -375,7 +384,7 @@ def monthly_reconciliation(
     from chargeback.jobs.statement import file_name
 
     files = check_cost_export(files)  # a missing or wrong export stops here, before a statement is published
-    publication = monthly_statement(settings, month, now)
+    publication = monthly_statement(settings, month, now, new_version=False)
     store = build_export_store(settings)
     focus = store.read(file_name(month, publication.version, "focus.csv")) or b""
     return reconcile_files(

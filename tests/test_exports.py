@@ -161,3 +161,24 @@ def test_close_due_month_publishes_once_then_does_nothing(october_store: Any, tm
     manifest = json.loads((tmp_path / "exports" / "chargeback-2026-10.manifest.json").read_text())
     assert manifest["generatedAt"] == "2026-11-03T02:30:00Z"
     assert close(datetime(2026, 11, 4, tzinfo=UTC)) is None
+
+
+def test_a_reader_never_supersedes_a_published_statement(october_store: Any, tmp_path: Path) -> None:
+    """publish(new_version=False), as report and reconcile call it, refuses a differing statement."""
+    import pytest
+
+    from chargeback.errors import StatementError
+
+    store = FolderExportStore(tmp_path / "exports")
+    publish(store, statement(october_store), now=datetime(2026, 11, 3, tzinfo=UTC))
+    same = publish(store, statement(october_store), new_version=False)
+    assert (same.version, same.created) == (1, False)
+    late = monthdata.month_events(datetime(2026, 10, 30, tzinfo=UTC), count=3, prefix="late")
+    monthdata.ingest(october_store, october_store.config, late, tmp_path / "dl")
+    with pytest.raises(StatementError, match="chargeback rollup --month 2026-10"):
+        publish(store, statement(october_store), new_version=False)
+    assert sorted(p.name for p in (tmp_path / "exports").iterdir()) == [
+        "chargeback-2026-10.focus.csv",
+        "chargeback-2026-10.manifest.json",
+        "chargeback-2026-10.summary.csv",
+    ]

@@ -78,8 +78,15 @@ def published_version(store: ExportStore, month: str) -> int:
     return max(complete, default=0)
 
 
-def publish(store: ExportStore, statement: Statement, *, now: datetime | None = None) -> Publication:
-    """Publish a statement: nothing when identical to the latest version, else the next version."""
+def publish(
+    store: ExportStore, statement: Statement, *, now: datetime | None = None, new_version: bool = True
+) -> Publication:
+    """Publish a statement: nothing when identical to the latest version, else the next version.
+
+    With ``new_version=False`` (the report and the reconciliation, which read a statement and
+    must not replace one) a statement that differs from the published one is refused instead:
+    a different rate card, deployments map or budgets file given by mistake must not publish.
+    """
     month = statement.month
     data_by_kind = payloads(statement)
     versions = _versions(store.names(f"chargeback-{month}."), month)
@@ -102,6 +109,12 @@ def publish(store: ExportStore, statement: Statement, *, now: datetime | None = 
         if all(files.get(kind, {}).get("sha256") == sha256_hex(data) for kind, data in data_by_kind.items()):
             log.info("statement %s unchanged: version %d stands", month, latest)
             return pub(latest, False)
+    if latest and not new_version:
+        raise StatementError(
+            f"{month} as computed now differs from its published version {latest} (other rate card, "
+            "deployments map or budgets, or late rows): run `chargeback rollup --month "
+            f"{month}` to publish a new version on purpose, or pass the configuration it was made with"
+        )
     version = latest + 1
     while True:  # a version left without manifest by a crashed run is reused when identical, else skipped
         existing = {kind: store.read(file_name(month, version, kind)) for kind in data_by_kind}
@@ -138,6 +151,7 @@ def run_statement(
     output_weight: Decimal = DEFAULT_OUTPUT_WEIGHT,
     now: datetime,
     allow_empty: bool = False,
+    new_version: bool = True,
 ) -> Publication:
     """Roll up a month (KQL), render both CSVs and publish them (a new version only if changed).
 
@@ -152,7 +166,7 @@ def run_statement(
             "(or pass --allow-empty to publish an empty statement on purpose)"
         )
     statement = build_statement(rollup, budgets, ptu_deployments, output_weight=output_weight)
-    return publish(store, statement, now=now)
+    return publish(store, statement, now=now, new_version=new_version)
 
 
 def close_due_month(

@@ -542,7 +542,7 @@ def run_report(
     output_weight: Decimal,
     now: datetime | None = None,
 ) -> ReportRun:
-    """Roll up and publish the month's statement (a new version only if changed), then its report.
+    """Roll up the month's statement (published when none is; refused when it differs), then its report.
 
     The report is written beside the statement (``chargeback-YYYY-MM.report.html``, or
     ``chargeback-YYYY-MM.vN.report.html`` for version N) and replaced when its content changes
@@ -556,7 +556,7 @@ def run_report(
     now = now or datetime.now(UTC)
     rollup = run_rollup(runner, month)
     statement = build_statement(rollup, budgets, ptu_deployments, output_weight=output_weight)
-    publication = publish(store, statement, now=now)
+    publication = publish(store, statement, now=now, new_version=False)
     start, end = month_window(month)
     days = daily_records(
         runner.records(DAILY_QUERY, {"MonthStart": start, "MonthEnd": end}, window=(start, end))
