@@ -329,8 +329,9 @@ def test_workspace_saves_the_dedupe_as_a_function() -> None:
     assert "loadTextContent('../../chargeback/kql/functions/AOAIChargeback.kql')" in text
 
 
-def test_function_keeps_one_row_per_call_with_the_latest_revision() -> None:
-    """AOAIChargeback()'s body drops redeliveries and keeps each call's highest UsageRevision."""
+def empty_usage_table() -> tuple[Any, list[str]]:
+    """A duckdb-kql connection holding an empty AOAIChargeback_CL with tables.json's columns, keyless
+    like Log Analytics; and the column names in order."""
     import duckdb_kql
 
     from chargeback.edges.store import DUCKDB_TYPES
@@ -339,7 +340,14 @@ def test_function_keeps_one_row_per_call_with_the_latest_revision() -> None:
     columns = table_columns(USAGE_TABLE)
     declared = ", ".join(f'"{c.name}" {DUCKDB_TYPES[c.type]}' for c in columns)
     con.sql(f'CREATE TABLE "{USAGE_TABLE}" ({declared})')
-    names = [c.name for c in columns]
+    return con, [c.name for c in columns]
+
+
+def test_function_keeps_one_row_per_call_with_the_latest_revision() -> None:
+    """AOAIChargeback()'s body drops redeliveries and keeps each call's highest UsageRevision."""
+    import duckdb_kql
+
+    con, names = empty_usage_table()
     when = datetime(2026, 10, 5, 12, 0)
 
     def row(request_id: str, revision: int, tokens: int, minutes: int) -> None:
@@ -512,13 +520,8 @@ def test_stream_estimates_keep_only_calls_whose_latest_revision_waits() -> None:
     import duckdb_kql
 
     from chargeback.edges.kqlrun import bind
-    from chargeback.edges.store import DUCKDB_TYPES
 
-    con = duckdb_kql.connect()
-    columns = table_columns(USAGE_TABLE)
-    declared = ", ".join(f'"{c.name}" {DUCKDB_TYPES[c.type]}' for c in columns)
-    con.sql(f'CREATE TABLE "{USAGE_TABLE}" ({declared})')
-    names = [c.name for c in columns]
+    con, names = empty_usage_table()
     when = datetime(2026, 10, 5, 12, 0)
 
     def row(request_id: str, revision: int, unknown: str, cost: float) -> None:
