@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import json
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -19,27 +17,7 @@ from chargeback.jobs.exports import close_due_month, due_month, publish
 from chargeback.jobs.rollup import largest_remainder, run_rollup
 from chargeback.jobs.statement import build_statement
 from tests import monthdata
-
-SUMMARY_HEAD = (
-    "SubscriptionId,SubscriptionName,CostCenter,Owner,Requests,PromptTokens,CachedTokens,CompletionTokens,"
-    "ReasoningTokens,TotalCost,AllocatedCost,Currency,Budget,BudgetUsedPct"
-)
-NULLABLE = {"ChargeClass", "ChargeDescription", "BillingAccountName", "PricingQuantity", "PricingUnit"}
-
-
-def statement(store: Any) -> Any:
-    """The October statement of a store, with its budgets and PTU deployment."""
-    rollup = run_rollup(LocalKqlRunner(store.connection), "2026-10")
-    return build_statement(
-        rollup,
-        load_budgets(store.config["budgets"]),
-        DeploymentMap.load(store.config["deployments"]).ptu_deployments(),
-    )
-
-
-def rows(data: bytes) -> list[dict[str, str]]:
-    """CSV bytes as dictionaries."""
-    return list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
+from tests.test_statement import rows, statement
 
 
 def test_rerun_with_unchanged_data_is_byte_identical(october_store: Any, tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from chargeback.jobs.reconcile import (
     render_csv,
 )
 from tests import costexports
-from tests.test_exports import statement
+from tests.test_statement import statement
 
 MODELS = ("gpt-4o", "gpt-4o-mini", "o4-mini", "text-embedding-3-small", "gpt-4.1-mini", "gpt-realtime-x")
 M = Decimal(1_000_000)

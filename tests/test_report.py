@@ -21,7 +21,7 @@ from chargeback.jobs.budgets import load_budgets
 from chargeback.jobs.report import build_view, run_report, usage_source_costs
 from chargeback.jobs.rollup import run_rollup
 from tests import reportcheck
-from tests.test_exports import statement
+from tests.test_statement import statement
 
 CLOSED = datetime(2026, 11, 2, tzinfo=UTC)
 
