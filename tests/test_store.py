@@ -237,3 +237,75 @@ def test_an_earlier_conflicting_row_replaces_the_stored_one_which_comes_back_dis
         assert displaced.row["TimeGenerated"] == row("a")["TimeGenerated"]
         held = store.connection.execute('SELECT "SubscriptionId" FROM "AOAIChargeback_CL"').fetchall()
         assert held == [("team-z",)]
+
+
+def columns_of(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The usage-table columns of rows, with the dtypes the column path makes."""
+    from chargeback.core.schema import USAGE_TABLE
+    from chargeback.edges.store import _column_arrays
+
+    return _column_arrays(table_columns(USAGE_TABLE), rows)
+
+
+def table_rows(store: DuckDBStore) -> list[tuple[Any, ...]]:
+    """Every stored usage row, in RequestId order."""
+    return store.connection.execute('SELECT * FROM "AOAIChargeback_CL" ORDER BY "RequestId"').fetchall()
+
+
+def test_the_store_is_a_column_writer():
+    """DuckDBStore speaks the ColumnWriter protocol the columnar ingest path looks for."""
+    from chargeback.edges.sinks import ColumnWriter
+
+    with DuckDBStore() as store:
+        assert isinstance(store, ColumnWriter)
+
+
+def test_columns_of_new_keys_are_written_as_write_would_write_the_rows(tmp_path: Path):
+    """write_columns of new keys stores exactly what write() of the same rows stores, and says so."""
+    rows = [row(f"r{i}", None if i % 7 == 0 else f"0.{i:04d}") for i in range(300)]
+    rows[3]["TimeGenerated"] = datetime(2026, 10, 20, 12, 0, 0, 654321, tzinfo=UTC)
+    rows[5]["Model"] = "gpt-4o-2024-08-06"
+    with DuckDBStore(tmp_path / "rows.duckdb") as by_rows:
+        expected = by_rows.write(rows)
+        stored_by_rows = table_rows(by_rows)
+    with DuckDBStore(tmp_path / "columns.duckdb") as by_columns:
+        result = by_columns.write_columns(columns_of(rows))
+    with DuckDBStore(tmp_path / "columns.duckdb") as reopened:
+        stored_by_columns = table_rows(reopened)
+    assert result is not None
+    assert (result.written, result.duplicates, result.failed) == (300, 0, [])
+    assert result.written_keys == expected.written_keys == {f"r{i}" for i in range(300)}
+    assert stored_by_columns == stored_by_rows
+
+
+def test_a_held_key_writes_nothing_and_hands_the_batch_back(tmp_path: Path):
+    """One RequestId the store holds: None comes back and the table is exactly as it was."""
+    with DuckDBStore(tmp_path / "s.duckdb") as store:
+        store.write([row("held"), row("other")])
+        before = table_rows(store)
+        changed = row("held", "9.5")
+        assert store.write_columns(columns_of([row("new-1"), changed, row("new-2")])) is None
+        assert table_rows(store) == before
+        assert store.write([row("new-1")]).written == 1  # the row path still works afterwards
+
+
+def test_a_key_twice_in_the_batch_writes_nothing(tmp_path: Path):
+    """A RequestId repeated within the columns: None, nothing written; the row path decides."""
+    with DuckDBStore(tmp_path / "s.duckdb") as store:
+        assert store.write_columns(columns_of([row("a"), row("b"), row("a")])) is None
+        assert store.count() == 0
+
+
+def test_columns_duckdb_refuses_or_that_are_incomplete_write_nothing(tmp_path: Path):
+    """A value DuckDB cannot store, or a missing column, gives None and an unchanged table."""
+    bad = row("bad")
+    bad["PromptTokens"] = "many"
+    with DuckDBStore(tmp_path / "s.duckdb") as store:
+        assert store.write_columns(columns_of([row("good"), bad])) is None
+        incomplete = columns_of([row("good")])
+        del incomplete["Tags"]
+        assert store.write_columns(incomplete) is None
+        assert store.count() == 0
+        empty = store.write_columns(columns_of([]))
+        assert empty is not None
+        assert (empty.written, empty.written_keys) == (0, set())

@@ -1,9 +1,10 @@
 """The edges' contracts: where usage rows and dead-letters go, whatever the backend.
 
 A ``UsageWriter`` takes rows and says which it wrote, which it already had (duplicates) and which
-it could not take (``failed``, with a reason); a ``DeadLetterStore`` takes dead-letter records or
-raises ``SinkError``; an ``AlertSink`` takes budget alert rows and says which it recorded.
-``chargeback.jobs.ingest`` combines the first two so that nothing is lost.
+it could not take (``failed``, with a reason); a ``ColumnWriter`` (the local store) also takes a
+batch of whole columns when every key is new, all or nothing; a ``DeadLetterStore`` takes
+dead-letter records or raises ``SinkError``; an ``AlertSink`` takes budget alert rows and says
+which it recorded. ``chargeback.jobs.ingest`` combines the first two so that nothing is lost.
 """
 
 from __future__ import annotations
@@ -11,14 +12,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from chargeback.core.pipeline import Message, Row, Source
 from chargeback.errors import Reason
+
+if TYPE_CHECKING:
+    import numpy as np
 
 DEADLETTER_FORMAT = "aoai-chargeback-deadletter/1"
 
@@ -51,6 +55,25 @@ class UsageWriter(Protocol):
 
     def write(self, rows: Sequence[Row]) -> WriteResult:
         """Write rows; rows that cannot be written are returned in ``failed``, never dropped."""
+        ...
+
+
+@runtime_checkable
+class ColumnWriter(Protocol):
+    """Takes a batch of whole usage-table columns at once, when none of its keys is held."""
+
+    def write_columns(self, columns: Mapping[str, np.ndarray[Any, Any]]) -> WriteResult | None:
+        """All-or-nothing insert of whole usage-table columns.
+
+        ``columns`` holds every column of the usage table (``table_columns(USAGE_TABLE)``), in table
+        order, with the dtypes ``edges.store._column_arrays`` makes: real -> float64 (NaN = null),
+        dateTime -> datetime64[us] of UTC wall time, int/long -> int64, boolean -> bool,
+        string/dynamic -> object arrays of str. If every RequestId is new to the store and distinct
+        in the batch, the rows are inserted and ``WriteResult(written=n, written_keys={ids})`` comes
+        back. Otherwise (a key held or repeated, any refusal) NOTHING is written and None comes back:
+        the caller sends those rows through ``write()`` (the row path, which handles duplicates,
+        conflicts and bisection).
+        """
         ...
 
 

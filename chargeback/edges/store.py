@@ -9,7 +9,7 @@ a duplicate: at-least-once delivery in, exactly-once charged. A later revision o
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from operator import itemgetter
@@ -154,6 +154,8 @@ def _column_arrays(columns: Sequence[Column], rows: Sequence[Row]) -> dict[str, 
     try:
         # One C-level pass: each row to a tuple in column order, then transposed by zip.
         transposed: list[Sequence[Any]] = list(zip(*map(itemgetter(*names), rows), strict=True))
+        if not rows:
+            transposed = [() for _ in names]
     except (KeyError, TypeError):
         transposed = [[row.get(name) for row in rows] for name in names]  # rows missing a column
     count = len(rows)
@@ -227,6 +229,41 @@ class DuckDBStore:
     def write(self, rows: Sequence[Row]) -> WriteResult:
         """Insert usage rows; existing RequestIds are duplicates; a database error fails the rows."""
         return self.insert(USAGE_TABLE, rows)
+
+    def write_columns(self, columns: Mapping[str, np.ndarray[Any, Any]]) -> WriteResult | None:
+        """All-or-nothing insert of whole usage-table columns (``sinks.ColumnWriter``).
+
+        The batch is one INSERT: if any RequestId is already held or repeated in the batch, or
+        DuckDB refuses anything, the statement fails as a whole, nothing is written and None comes
+        back for the caller to send the rows through ``write()``.
+        """
+        names = [column.name for column in table_columns(USAGE_TABLE)]
+        if set(columns) != set(names):
+            return None
+        lengths = {len(array) for array in columns.values()}
+        if len(lengths) != 1:
+            return None
+        count = lengths.pop()
+        keys = set(columns["RequestId"].tolist())
+        if count == 0:
+            return WriteResult(written_keys=set())
+        if len(keys) != count or not all(type(key) is str for key in keys):
+            return None  # a key twice in the batch (or not a string id): the row path decides
+        listed = ", ".join(f'"{name}"' for name in names)
+        with self._lock:
+            try:
+                self.connection.register("incoming_columns", {name: columns[name] for name in names})
+                try:
+                    self.connection.execute(
+                        f'INSERT INTO "{USAGE_TABLE}" ({listed}) SELECT {listed} FROM incoming_columns'
+                    ).fetchall()
+                finally:
+                    self.connection.unregister("incoming_columns")
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception:  # a held key, a value DuckDB refuses, a fault: the row path says which
+                return None
+        return WriteResult(written=count, written_keys=keys)
 
     def insert(self, table: str, rows: Sequence[Row]) -> WriteResult:
         """Insert rows into a table, skipping keys it already holds.
