@@ -255,7 +255,10 @@ def _plan_operators(connection: Any, query: str) -> list[str]:
     return [name for plan in plans for name in names(plan)]
 
 
-@pytest.mark.parametrize(("name", "params"), [("monthly_rollup", MONTH), ("month_to_date_spend", SPEND)])
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [("monthly_rollup", MONTH), ("month_to_date_spend", SPEND), ("rate_card_versions", MONTH)],
+)
 def test_the_disabled_dedupe_is_folded_away(name: str, params: dict[str, Any], october_store: Any) -> None:
     """Deduplicate = false leaves one scan of the table and no join: the dedupe legs plan as empty."""
     text = load_query(name)
@@ -439,11 +442,11 @@ def test_the_earliest_row_stage_carries_every_column_the_latest_revision_stage_r
     assert earliest.group(1).split() == latest.group(1).split()
 
 
-@pytest.mark.parametrize("name", ["meter_usage", "rate_card_versions"])
+@pytest.mark.parametrize("name", ["meter_usage"])
 def test_the_rate_card_queries_count_each_call_once_on_log_analytics_shaped_rows(
     name: str, october_store: Any
 ) -> None:
-    """meter_usage and rate_card_versions inline AOAIChargeback()'s body, so redeliveries change nothing."""
+    """meter_usage inlines AOAIChargeback()'s body, so redeliveries change nothing."""
     function = (
         Path(__file__).resolve().parent.parent / "chargeback" / "kql" / "functions" / "AOAIChargeback.kql"
     ).read_text()
@@ -458,3 +461,34 @@ def test_the_rate_card_queries_count_each_call_once_on_log_analytics_shaped_rows
     redelivered = LocalKqlRunner(monthdata.duplicated_copy(october_store)).run_text(bound, name=name)
     assert len(keyed) > 0
     _frames_equal(keyed, redelivered)
+
+
+def test_rate_card_versions_count_the_rows_the_rollup_charges_on_log_analytics_shaped_rows(
+    october_store: Any,
+) -> None:
+    """rate_card_versions dedupes as monthly_rollup: a revision's card wins, a later conflict's does not."""
+    keyed = LocalKqlRunner(october_store.connection).run("rate_card_versions", MONTH)
+    connection = monthdata.duplicated_copy(october_store)
+    [(revised,), (conflicting,)] = connection.execute(
+        'SELECT DISTINCT "RequestId" FROM "AOAIChargeback_CL" ORDER BY "RequestId" LIMIT 2'
+    ).fetchall()
+    # A later revision of one call priced by a new card; the other call again at the same revision an
+    # hour later from another batch (a conflict: the earliest row wins), then replayed in November.
+    connection.execute(
+        """INSERT INTO "AOAIChargeback_CL" SELECT * REPLACE (1 AS "UsageRevision",
+               'card-revised' AS "RateCardVersion")
+           FROM "AOAIChargeback_CL" WHERE "RequestId" = $id LIMIT 1""",
+        {"id": revised},
+    )
+    connection.execute(
+        """INSERT INTO "AOAIChargeback_CL" SELECT * REPLACE ('card-conflict' AS "RateCardVersion",
+               "TimeGenerated" + INTERVAL 1 HOUR AS "TimeGenerated")
+           FROM "AOAIChargeback_CL" WHERE "RequestId" = $id LIMIT 1""",
+        {"id": conflicting},
+    )
+    runner = LocalKqlRunner(connection)
+    versions = runner.run("rate_card_versions", MONTH)
+    counts = dict(zip(versions.RateCardVersion, versions.Rows, strict=True))
+    assert sum(counts.values()) == runner.run("monthly_rollup", MONTH).Requests.sum() == keyed.Rows.sum()
+    assert counts["card-revised"] == 1
+    assert "card-conflict" not in counts
