@@ -1,13 +1,26 @@
-"""Ingest benchmark: events/s through the whole pipeline against a bare read + JSON-parse loop.
+"""Ingest benchmark: a whole ``chargeback ingest`` process against a whole bare-loop process.
 
-    .venv/bin/python bench/ingest.py [--events 200000] [--batch-size N] [--runs 3] [--profile | --stages]
+    .venv/bin/python bench/ingest.py [--events 200000] [--batch-size N] [--runs 3]
+                                     [--profile | --profile-process | --stages]
 
 The input is the demo month's traffic mix with usage reported (chat, Responses, embeddings,
 reasoning, batch, data zone, cache hits, 429s, an unpriced model), generated once into
-``bench/.data``. The pipeline side is what ``chargeback ingest`` does: ``read_messages`` →
-``ingest_batch`` → ``DuckDBStore`` (a file) + ``LocalDeadLetterStore``, on a fresh database each
-run. The floor reads the same file line by line and ``json.loads`` each line, nothing else.
-Goal: pipeline time at most 4x the floor.
+``bench/.data``. Both sides are whole processes of the same interpreter, start-up included, best of
+``--runs``:
+
+- the floor: ``python -c`` reading the file line by line and ``json.loads`` on each line;
+- the subject: ``python -m chargeback ingest FILE --db <fresh> --deadletter <fresh> --rate-card ...
+  --deployments ...`` with the demo config (``_common.config_files``), a fresh store each run.
+
+Goal (issue #15): the ingest process at most 2x the floor process. Every subject run is checked
+against an in-process run of the same loop (``read_messages`` -> ``ingest_batch`` -> ``DuckDBStore``):
+the same rows in the store (compared whole, both ways), one row per RequestId, written == the
+store's count, the same dead-letter count and the same total cost. That in-process run is also
+printed against an in-process floor loop (no start-up), the measure of RESULTS.md §8, and the
+start-up alone (``python -c pass``, ``import chargeback.cli``).
+
+``--stages`` times each pipeline step alone, ``--profile`` cProfiles the in-process loop and
+``--profile-process`` the ``chargeback ingest`` process itself (start-up included).
 """
 
 from __future__ import annotations
@@ -15,16 +28,33 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
+import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from _common import best_of, config_files, events_file, machine
+from _common import SRC, best_of, config_files, events_file, machine
+
+# The floor process: the same interpreter reading the file and parsing each line, nothing else.
+FLOOR = """\
+import json, sys
+loads = json.loads
+count = 0
+with open(sys.argv[1], "rb") as handle:
+    for line in handle:
+        loads(line)
+        count += 1
+print(count)
+"""
 
 
 def bare_loop(path: Path) -> int:
-    """The floor: read every line and parse it as JSON."""
+    """The in-process floor: read every line and parse it as JSON."""
     count = 0
     loads = json.loads
     with path.open("rb") as handle:
@@ -34,8 +64,8 @@ def bare_loop(path: Path) -> int:
     return count
 
 
-def pipeline(path: Path, workdir: Path, batch_size: int) -> int:
-    """The CLI's ingest loop into a DuckDB file and a dead-letter folder."""
+def pipeline(path: Path, workdir: Path, batch_size: int) -> Any:
+    """The CLI's ingest loop in this process into a DuckDB file and a dead-letter folder."""
     from chargeback.core.pricing import Pricer
     from chargeback.edges.deadletter import LocalDeadLetterStore
     from chargeback.edges.jsonl import read_messages
@@ -51,7 +81,91 @@ def pipeline(path: Path, workdir: Path, batch_size: int) -> int:
             total.add(ingest_batch(batch, pricer=pricer, writer=store, deadletter=deadletter))
         assert total.accounted, total
         assert store.count() == total.written
-    return total.received
+    return total
+
+
+def _environment() -> dict[str, str]:
+    """The child's environment: ``SRC``'s chargeback first (``BENCH_SRC``), no settings leaking in."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHARGEBACK_", "DEADLETTER_"))}
+    env["PYTHONPATH"] = os.pathsep.join([str(SRC), *filter(None, [os.environ.get("PYTHONPATH")])])
+    return env
+
+
+def run_process(argv: list[str]) -> str:
+    """Run one child process to its end; its stdout, or the benchmark stops with its stderr."""
+    done = subprocess.run(argv, capture_output=True, env=_environment(), check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{argv[:4]} exited {done.returncode}:\n{done.stderr.decode(errors='replace')}")
+    return done.stdout.decode(errors="replace")
+
+
+def ingest_argv(path: Path, run: Path, batch_size: int, profile: Path | None = None) -> list[str]:
+    """``python -m chargeback ingest`` with the demo config into a fresh store and dead-letter folder."""
+    card, deployments = config_files()
+    prefix = [sys.executable, "-m", "cProfile", "-o", str(profile)] if profile else [sys.executable]
+    return [
+        *prefix,
+        "-m",
+        "chargeback",
+        "ingest",
+        str(path),
+        "--db",
+        str(run / "usage.duckdb"),
+        "--deadletter",
+        str(run / "deadletter"),
+        "--rate-card",
+        str(card),
+        "--deployments",
+        str(deployments),
+        "--batch-size",
+        str(batch_size),
+    ]
+
+
+def check_run(run: Path, reference: Path, summary: Any) -> None:
+    """The process's store and dead-letters against the in-process run's: same rows, counts, total."""
+    import duckdb
+
+    records = sum(
+        1
+        for file in (run / "deadletter").rglob("deadletter-*.jsonl")
+        for line in file.open("rb")
+        if line.strip()
+    )
+    with duckdb.connect(str(run / "usage.duckdb"), read_only=True) as connection:
+        connection.execute(f"ATTACH '{reference}' AS reference (READ_ONLY)")
+        rows, keys, cost = connection.execute(
+            'SELECT count(*), count(DISTINCT "RequestId"), sum("TotalCost") FROM "AOAIChargeback_CL"'
+        ).fetchall()[0]
+        differ = connection.execute(
+            """SELECT (SELECT count(*) FROM (SELECT * FROM "AOAIChargeback_CL"
+                                             EXCEPT ALL SELECT * FROM reference."AOAIChargeback_CL")),
+                      (SELECT count(*) FROM (SELECT * FROM reference."AOAIChargeback_CL"
+                                             EXCEPT ALL SELECT * FROM "AOAIChargeback_CL"))"""
+        ).fetchall()[0]
+    expected_cost = sum(summary.cost_by_subscription.values(), Decimal(0))
+    problems = []
+    if rows != keys:
+        problems.append(f"{rows} rows for {keys} RequestIds")
+    if rows != summary.written:
+        problems.append(f"store holds {rows} rows, the in-process run wrote {summary.written}")
+    if records != summary.dead_lettered:
+        problems.append(f"{records} dead-letters, the in-process run {summary.dead_lettered}")
+    if differ != (0, 0):
+        problems.append(
+            f"rows differ from the in-process run's: {differ[0]} only here, {differ[1]} only there"
+        )
+    if abs(Decimal(repr(cost or 0.0)) - expected_cost) > Decimal("0.000001"):
+        problems.append(f"total cost {cost} against {expected_cost}")
+    if problems:
+        raise SystemExit("ingest process check failed: " + "; ".join(problems))
+
+
+def startup(runs: int) -> tuple[float, float]:
+    """Best wall time of ``python -c pass`` and of ``python -c 'import chargeback.cli'``."""
+    bare, _ = best_of(runs, lambda: run_process([sys.executable, "-c", "pass"]))
+    cli, _ = best_of(runs, lambda: run_process([sys.executable, "-c", "import chargeback.cli"]))
+    return bare, cli
 
 
 def stages(path: Path, workdir: Path, batch_size: int) -> None:
@@ -112,7 +226,10 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--batch-size", type=int, default=None, help="default: the CLI's default")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--profile", action="store_true", help="cProfile one pipeline run instead")
+    parser.add_argument("--profile", action="store_true", help="cProfile the in-process loop instead")
+    parser.add_argument(
+        "--profile-process", action="store_true", help="cProfile one chargeback ingest process instead"
+    )
     parser.add_argument("--stages", action="store_true", help="time each pipeline step alone instead")
     args = parser.parse_args()
 
@@ -121,39 +238,78 @@ def main() -> None:
     batch_size = args.batch_size or DEFAULT_BATCH
     path = events_file("reported", args.events)
     workdir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    run = workdir / "run"
 
     def fresh() -> None:
-        shutil.rmtree(workdir, ignore_errors=True)
-        workdir.mkdir()
+        shutil.rmtree(run, ignore_errors=True)
+        run.mkdir(parents=True)
 
+    load = os.getloadavg()
     try:
         if args.stages:
             fresh()
-            stages(path, workdir, batch_size)
+            stages(path, run, batch_size)
             return
-        if args.profile:
-            import cProfile
+        if args.profile or args.profile_process:
             import pstats
 
             fresh()
-            profiler = cProfile.Profile()
-            profiler.runcall(pipeline, path, workdir, batch_size)
-            pstats.Stats(profiler).sort_stats("cumulative").print_stats(35)
-            pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+            out = workdir / "profile.out"
+            if args.profile:
+                import cProfile
+
+                profiler = cProfile.Profile()
+                profiler.runcall(pipeline, path, run, batch_size)
+                profiler.dump_stats(out)
+            else:
+                run_process(ingest_argv(path, run, batch_size, profile=out))
+            pstats.Stats(str(out)).sort_stats("cumulative").print_stats(35)
+            pstats.Stats(str(out)).sort_stats("tottime").print_stats(30)
             return
+        reference = workdir / "reference"
+        reference.mkdir()
+        in_process, summary = best_of(
+            args.runs,
+            lambda: pipeline(path, reference, batch_size),
+            setup=lambda: (shutil.rmtree(reference, ignore_errors=True), reference.mkdir()),
+        )
         bare, count = best_of(args.runs, lambda: bare_loop(path))
-        piped, received = best_of(args.runs, lambda: pipeline(path, workdir, batch_size), setup=fresh)
+        floors: list[float] = []
+        timings: list[float] = []
+        for _ in range(args.runs):  # interleaved, so that both sides see the same neighbours
+            start = time.perf_counter()
+            printed = run_process([sys.executable, "-c", FLOOR, str(path)])
+            floors.append(time.perf_counter() - start)
+            fresh()
+            start = time.perf_counter()
+            run_process(ingest_argv(path, run, batch_size))
+            timings.append(time.perf_counter() - start)
+            check_run(run, reference / "usage.duckdb", summary)
+        floor, subject = min(floors), min(timings)
+        python_start, cli_start = startup(args.runs)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    assert received == count
+    assert summary.received == count == int(printed), (summary.received, count, printed)
     size = path.stat().st_size / 1e6
+    after = os.getloadavg()
     print(f"ingest: {count:,} events ({size:.0f} MB), batch {batch_size}, best of {args.runs}; {machine()}")
-    print(f"  floor (read + json.loads)   {bare:7.2f} s  {count / bare:>10,.0f} events/s")
-    print(f"  pipeline (ingest → DuckDB)  {piped:7.2f} s  {count / piped:>10,.0f} events/s")
-    ratio = piped / bare
+    print(f"  load average {load[0]:.2f} at start, {after[0]:.2f} at end")
+    floor_label = "floor process (python -c: read + json.loads)"
+    print(f"  {floor_label:46s} {floor:7.2f} s  {count / floor:>10,.0f} events/s")
+    print(f"  {'chargeback ingest process':46s} {subject:7.2f} s  {count / subject:>10,.0f} events/s")
+    ratio = subject / floor
+    verdict = "met" if ratio <= 2 else "NOT met"
+    print(f"  {'ratio process/floor':46s} {ratio:7.2f} x   (goal <= 2x: {verdict})")
+    total = sum(summary.cost_by_subscription.values(), Decimal(0))
     print(
-        f"  ratio pipeline/floor        {ratio:7.2f} x   (goal <= 4x: {'met' if ratio <= 4 else 'NOT met'})"
+        f"  checked each run: {summary.written:,} rows as in-process, {summary.dead_lettered:,} "
+        f"dead-letters, {summary.duplicates:,} duplicates, total cost {total:.4f}"
     )
+    print(
+        f"  in process (no start-up; RESULTS.md section 8): floor loop {bare:.2f} s, "
+        f"pipeline {in_process:.2f} s, ratio {in_process / bare:.2f} x"
+    )
+    print(f"  start-up: python -c pass {python_start:.3f} s, import chargeback.cli {cli_start:.3f} s")
 
 
 if __name__ == "__main__":
