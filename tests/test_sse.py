@@ -14,6 +14,8 @@ from chargeback.core.sse import (
     _load,
     _parse_events,
     _parse_repeating,
+    _split_literals,
+    _split_plain,
     find_usage,
     iter_events,
     looks_like_sse,
@@ -498,3 +500,72 @@ def test_load_agrees_with_json_loads(data: str) -> None:
     except ValueError:
         expected = None
     assert _load(data) == (expected if isinstance(expected, dict) else None)
+
+
+def _plain_and_regex(body: str) -> tuple[Any, Any]:
+    """The quote-free split and the regex split of one body (line breaks made LF first)."""
+    body = body.replace("\r\n", "\n").replace("\r", "\n")
+    at = body.find('"content":')
+    if at < 0:
+        return None, None
+    key = '"content": ' if body.startswith(" ", at + 10) else '"content":'
+    return _split_plain(body, at, key), _split_literals(body, key)
+
+
+def test_quote_free_split_reads_an_azure_stream() -> None:
+    """Escapes, \\u sequences (surrogate pairs, one split over two deltas), empty deltas: no regex split."""
+    words = ["Hello", " wor", "ld\n", "", " caf\u00e9", " \U0001f680", "\t end", " 数据", "\ud83d", "\ude80"]
+    words *= 4
+    body = sse(
+        AZURE_PROMPT_FILTERS,
+        azure_chunk(role="assistant", content="", refusal=None),
+        *(azure_chunk(content=word) for word in words),
+        azure_chunk(finish="stop"),
+    )
+    assert "\\ud83d\\ude80" in body  # json.dumps writes the rocket as a surrogate pair
+    plain, regex = _plain_and_regex(body)
+    assert plain is not None
+    assert plain == regex
+    assert_same(_parse_repeating(body), body)
+    assert parse_stream(body).texts() == ["".join(words)]
+
+
+def test_quote_free_split_declines_quotes_and_trailing_backslashes() -> None:
+    """A literal holding an escaped quote or ending in a backslash is left to the regex split."""
+    for odd in ['say "hi"', "ends with \\"]:
+        words = [f"w{i} " for i in range(10)]
+        words[5] = odd
+        body = sse(*(chunk(content=word) for word in words))
+        plain, regex = _plain_and_regex(body)
+        assert plain is None
+        assert regex is not None
+        assert parse_stream(body).texts() == ["".join(words)]
+
+
+def test_quote_free_split_declines_a_stream_that_is_not_one_separator_repeated() -> None:
+    """One chunk with another shape among alike ones: the pieces do not rebuild the body."""
+    tokens = [chunk(content=f"t{i}") for i in range(10)]
+    body = sse(*tokens[:6], {**chunk(content="x"), "model": "gpt-4.1"}, *tokens[6:])
+    assert _plain_and_regex(body)[0] is None
+    assert_same(_parse_repeating(body), body)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(regular_streams())
+def test_quote_free_split_agrees_with_the_regex_split(body: str) -> None:
+    """Where the quote-free split applies it cuts the stream exactly where the regex split does."""
+    plain, regex = _plain_and_regex(body)
+    if plain is not None:
+        assert plain == regex
+
+
+@settings(max_examples=300, deadline=None)
+@given(regular_streams())
+def test_fast_path_counts_what_the_full_parser_counts(body: str) -> None:
+    """Token counts of the fast path's texts equal those of the full parser's texts."""
+    from chargeback.core.tokens import count_texts, get_encoding
+
+    encoding = get_encoding("o200k_base")
+    assert count_texts(encoding, parse_stream(body).texts()) == count_texts(
+        encoding, _parse_events(body).texts()
+    )

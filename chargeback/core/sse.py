@@ -160,7 +160,8 @@ def _parse_events(body: str) -> StreamContent:
 # parser applied to a reduced stream (head, 4 literals, tail) decides what everything but the
 # literals means. Sentinel literals in the reduced stream prove that each literal is one chunk's
 # ``delta.content`` (a JSON string token, in value position), so the real literals are decoded
-# together with one ``json.loads`` and put in their place. Anything else (tool calls, several
+# together with one ``json.loads`` and put in their place. The usual stream, whose literals hold
+# no quote, is cut without copying the body (``_split_plain``); the regex split is the fallback. Anything else (tool calls, several
 # choices per chunk, Responses events, damage, comments, a stream too short to gain) falls back
 # to the full parser, whose result the fast path reproduces exactly (tests/test_sse.py checks it
 # on generated streams).
@@ -179,20 +180,12 @@ FAST_PATH_MIN_DELTAS = 8
 
 def _parse_repeating(body: str, minimum: int = FAST_PATH_MIN_DELTAS) -> StreamContent | None:
     """``_parse_events(body)`` for a regular stream, in a fraction of the time; else None."""
-    if "\r" in body:
-        # The same line breaks as _lines() finds: every CRLF, CR and LF is one.
-        body = body.replace("\r\n", "\n").replace("\r", "\n")
-    at = body.find('"content":')
-    if at < 0:
+    found = _split(body)
+    if found is None:
         return None
-    key = _CONTENT_KEYS[body.startswith(" ", at + 10)]
-    # [head, literal 1, middle 1, literal 2, middle 2, ..., literal n, tail]
-    parts = _CONTENT_SPLIT[key].split(body)
-    count = len(parts) // 2
+    key, (head, first, middle, tail, texts) = found
+    count = len(texts)
     if count < max(minimum, 4):
-        return None
-    head, first, middle, tail = parts[0], parts[2], parts[4], parts[-1]
-    if parts[4:-1:2].count(middle) != count - 2:
         return None
     # The repeated middle must be one chunk's end, a blank line and the next chunk's start, so
     # that each repetition is exactly one more single-line event.
@@ -208,6 +201,98 @@ def _parse_repeating(body: str, minimum: int = FAST_PATH_MIN_DELTAS) -> StreamCo
     (index, part), pieces = next(iter(content.parts.items()))
     if part != "content" or pieces != list(_SENTINELS):
         return None
+    pieces = list(filter(None, texts))
+    content.parts = {(index, part): pieces} if pieces else {}
+    content.payloads += count - 4
+    return content
+
+
+# (head, first middle, repeated middle, tail, decoded literals): a stream cut at its content literals.
+_Regular = tuple[str, str, str, str, list[str]]
+
+
+def _split(body: str) -> tuple[str, _Regular] | None:
+    """The content key and the stream cut at its content literals (line breaks made LF), or None."""
+    at = body.find('"content":')
+    if at < 0:
+        return None
+    key = _CONTENT_KEYS[body.startswith(" ", at + 10)]
+    plain = _split_plain(body, at, key)
+    # A literal holds no control character, so a CR can only be in the parts around them: this
+    # spares a pass over the body to look for one.
+    if plain is not None and not any("\r" in part for part in plain[:4]):
+        return key, plain
+    if "\r" in body:
+        # The same line breaks as _lines() finds: every CRLF, CR and LF is one.
+        body = body.replace("\r\n", "\n").replace("\r", "\n")
+        at = body.find('"content":')
+        plain = _split_plain(body, at, key)
+        if plain is not None:
+            return key, plain
+    regular = _split_literals(body, key)
+    return None if regular is None else (key, regular)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f]")
+# A content literal without a quote inside, whatever it holds: the text between the quotes.
+_PLAIN_LITERALS = {key: re.compile(re.escape(key) + '"([^"]*)"') for key in _CONTENT_KEYS}
+
+
+def _split_plain(body: str, at: int, key: str) -> _Regular | None:
+    """The stream cut at its content literals when none of them holds a quote, without cutting it up.
+
+    One ``findall`` copies out the literals' texts only: a body holding any non-ASCII text is four
+    bytes a character, and cutting the whole of it into pieces (the regex split) costs more than
+    tiktoken's encode of the completion. The separator (from the second literal's closing quote to
+    the third's opening one) joined with the literals must then be, character for character, the
+    body from the second literal to the last, so the body is head, literal, first middle, literal,
+    then separator and literal repeated, then tail. None (the regex split decides) when a literal
+    holds a quote, a control character or a trailing backslash, or the stream is not so regular.
+    """
+    opening = key + '"'
+    width = len(opening)
+    if not body.startswith(opening, at):
+        return None
+    literals: list[str] = _PLAIN_LITERALS[key].findall(body, at)
+    if len(literals) < 4:
+        return None
+    end1 = at + width + len(literals[0])
+    at2 = body.find(opening, end1 + 1)
+    end2 = at2 + width + len(literals[1])
+    at3 = body.find(opening, end2 + 1)
+    if at2 < 0 or at3 < 0:  # pragma: no cover - findall found these literals
+        return None
+    separator = body[end2 : at3 + width]
+    repeated = separator.join(literals[1:])
+    close = at2 + width + len(repeated)
+    if not body.startswith(repeated, at2 + width) or not body.startswith('"', close):
+        return None
+    joined = "".join(literals)
+    if _CONTROL.search(joined) is not None:
+        return None
+    if "\\" in joined:
+        if any(literal.endswith("\\") for literal in literals):
+            return None
+        try:
+            # No quote inside and no trailing backslash: each literal is exactly one element.
+            texts = json.loads('["' + '","'.join(literals) + '"]')
+        except (ValueError, RecursionError):
+            return None
+    else:
+        texts = literals
+    return body[:at], body[end1 + 1 : at2], separator[1:-width], body[close + 1 :], texts
+
+
+def _split_literals(body: str, key: str) -> _Regular | None:
+    """The stream cut at its content literals by one regex split, any valid JSON string allowed."""
+    # [head, literal 1, middle 1, literal 2, middle 2, ..., literal n, tail]
+    parts = _CONTENT_SPLIT[key].split(body)
+    count = len(parts) // 2
+    if count < 4:
+        return None
+    head, first, middle, tail = parts[0], parts[2], parts[4], parts[-1]
+    if parts[4:-1:2].count(middle) != count - 2:
+        return None
     literals = ",".join(parts[1::2])
     if "\\" in literals:
         try:
@@ -217,10 +302,7 @@ def _parse_repeating(body: str, minimum: int = FAST_PATH_MIN_DELTAS) -> StreamCo
     else:
         # No escapes, hence no quote inside a literal: the text between the quotes is the value.
         texts = literals[1:-1].split('","')
-    pieces = list(filter(None, texts))
-    content.parts = {(index, part): pieces} if pieces else {}
-    content.payloads += count - 4
-    return content
+    return head, first, middle, tail, texts
 
 
 def _read_data(content: StreamContent, data: str, event_name: str) -> None:
