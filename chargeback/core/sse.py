@@ -161,10 +161,10 @@ def _parse_events(body: str) -> StreamContent:
 # literals means. Sentinel literals in the reduced stream prove that each literal is one chunk's
 # ``delta.content`` (a JSON string token, in value position), so the real literals are decoded
 # together with one ``json.loads`` and put in their place. The usual stream, whose literals hold
-# no quote, is cut without copying the body (``_split_plain``); the regex split is the fallback. Anything else (tool calls, several
-# choices per chunk, Responses events, damage, comments, a stream too short to gain) falls back
-# to the full parser, whose result the fast path reproduces exactly (tests/test_sse.py checks it
-# on generated streams).
+# no quote, is cut without copying the body (``_split_plain``); the regex split is the fallback.
+# Anything else (tool calls, several choices per chunk, Responses events, damage, comments, a
+# stream too short to gain) falls back to the full parser, whose result the fast path reproduces
+# exactly (tests/test_sse.py checks it on generated streams).
 
 # A JSON string token exactly as json.loads accepts it (strict: no raw control characters).
 _JSON_STRING = r'"[^"\\\x00-\x1f]*(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*)*"'
