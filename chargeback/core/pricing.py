@@ -794,6 +794,51 @@ class _Target:
         """True when any meter of the model has a price in force at ``when``."""
         return any(self.rate(meter, when) is not None for meter in ("input", "output", "images"))
 
+    def text_steps(self) -> TextRateSteps:
+        """``rate`` of the text meters and ``in_force`` as step functions of time (batch pricing).
+
+        Both read only the series of ``input``, ``cached-input``, ``output`` and ``images:*:*``
+        (a blank cached price is the input's), so they can change only where one of those starts.
+        """
+        keys = ("input", "cached-input", "output", "images:*:*")
+        starts = sorted({start for key in keys for series in self._chain(key) for start in series.starts})
+        instants = [_BEFORE_ANY_PRICE, *starts]
+        return TextRateSteps(
+            model=self.model,
+            model_version=self.model_version,
+            deployment_type=self.deployment_type,
+            currency=self.currency,
+            known=self.known,
+            starts=tuple(starts),
+            rates=tuple(
+                (self.rate("input", when), self.rate("cached-input", when), self.rate("output", when))
+                for when in instants
+            ),
+            in_force=tuple(self.in_force(when) for when in instants),
+        )
+
+
+_BEFORE_ANY_PRICE = datetime(1, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class TextRateSteps:
+    """How ``Pricer.price`` prices the text meters of one (deployment, model), step by step in time.
+
+    Step ``i`` holds from ``starts[i - 1]`` (step 0: before the first start); ``rates[i]`` are the
+    input, cached-input and output rates ``price`` uses then (None: no price) and ``in_force[i]``
+    what it checks for a call without tokens. ``model`` .. ``known`` are the priced target's.
+    """
+
+    model: str
+    model_version: str
+    deployment_type: str
+    currency: str
+    known: bool
+    starts: tuple[datetime, ...]
+    rates: tuple[tuple[_Rate | None, _Rate | None, _Rate | None], ...]
+    in_force: tuple[bool, ...]
+
 
 @lru_cache(maxsize=256)
 def _image_keys(quality: str, size: str) -> tuple[str, ...]:
@@ -897,6 +942,10 @@ class Pricer:
         """``(priced model, model version, deployment type)`` for a deployment and event model."""
         target = self._target(deployment, model)
         return target.model, target.model_version, target.deployment_type
+
+    def text_rate_steps(self, deployment: str, model: str = "") -> TextRateSteps:
+        """The text meters' rates of a deployment and event model over time (see ``TextRateSteps``)."""
+        return self._target(deployment, model).text_steps()
 
     def missing_meters(
         self, deployment_type: str, model: str, version: str, meters: Sequence[str], when: datetime

@@ -17,23 +17,28 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
 from chargeback.core.pipeline import (
     Charge,
     Message,
+    Rejection,
     Row,
     Source,
     collector_paused,
     conflict_detail,
     fault_detail,
     is_conflict,
-    process_batch,
+    process_message,
     row_identity,
     row_to_json,
 )
 from chargeback.core.pricing import Pricer
 from chargeback.edges.sinks import DeadLetter, DeadLetterStore, FailedRow, UsageWriter, WriteResult
 from chargeback.errors import Reason, SinkError
+
+if TYPE_CHECKING:
+    from chargeback.core.columnar import Tallies
 
 log = logging.getLogger("chargeback.jobs.ingest")
 
@@ -168,6 +173,104 @@ def ingest_batch(
         )
 
 
+def _columnar(
+    batch: list[Message],
+    pricer: Pricer,
+    write_columns: Callable[[dict[str, Any]], object],
+    now: datetime,
+) -> tuple[Tallies | None, int, dict[int, Charge | Rejection]]:
+    """Write the part of the batch the columnar path takes as columns; the rest's per-event outcomes.
+
+    Returns what the written columns add to the summary (None when nothing went that way), how
+    many rows they were, and the outcome of every other message by its position in the batch. A
+    RequestId that a message of the rest also charges, or that two accepted messages share, goes
+    the per-event way with its messages (its duplicates and conflicts are decided there, as
+    always); so does everything when the writer refuses the columns (a key it holds, any fault).
+    """
+    import numpy as np  # with the columnar path only: Log Analytics' Function never needs it
+
+    from chargeback.core.columnar import build_columns
+
+    try:
+        columns = build_columns(batch, pricer, now)
+    except Exception:  # a fault here must cost speed, never an event: the per-event path takes all
+        log.exception("chargeback: the columnar path failed; the batch goes the per-event way")
+        return None, 0, {index: process_message(message, pricer, now) for index, message in enumerate(batch)}
+    outcomes = {index: process_message(batch[index], pricer, now) for index in columns.rest}
+    taken = {outcome.row["RequestId"] for outcome in outcomes.values() if isinstance(outcome, Charge)}
+    ids = columns.columns["RequestId"].tolist()
+    repeated = Counter(ids) if len(set(ids)) != len(ids) else Counter()
+    if taken or repeated:
+        keep = np.fromiter(
+            (request_id not in taken and repeated[request_id] <= 1 for request_id in ids), bool, len(ids)
+        )
+        if not keep.all():
+            for index in columns.positions[~keep].tolist():
+                outcomes[index] = process_message(batch[index], pricer, now)
+            columns = columns.keep(keep)
+    if not len(columns):
+        return None, 0, outcomes
+    try:
+        tallies = columns.tallies()
+        result = write_columns(columns.columns)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:
+        log.warning(
+            "chargeback: the columns were not written (%s); the rows go one by one", fault_detail(exc)
+        )
+        result = None
+    count = len(columns)
+    if not (
+        isinstance(result, WriteResult)
+        and result.written == count
+        and not result.failed
+        and not result.duplicates
+        and (result.written_keys is None or result.written_keys == set(columns.columns["RequestId"].tolist()))
+    ):
+        if result is not None:
+            log.critical(
+                "chargeback: the writer answered the columns with %r; the rows go one by one", result
+            )
+        for index in columns.positions.tolist():
+            outcomes[index] = process_message(batch[index], pricer, now)
+        return None, 0, outcomes
+    return tallies, count, outcomes
+
+
+def _tally_charged(
+    summary: IngestSummary, charged: list[tuple[tuple[int, int], Row]], tallies: Tallies | None
+) -> None:
+    """The breakdowns of the written rows, each key first seen where the per-event path sees it."""
+    sources: list[tuple[tuple[int, int], str, int]] = []
+    statuses: list[tuple[tuple[int, int], str, int]] = []
+    costs: list[tuple[tuple[int, int], SubscriptionKey, int, Decimal]] = []
+    for order, row in charged:
+        sources.append((order, row["UsageSource"], 1))
+        statuses.append((order, row["PricingStatus"], 1))
+        key = (row["SubscriptionId"], row["SubscriptionName"], row["Currency"])
+        costs.append((order, key, 1, row["TotalCost"] or Decimal(0)))
+    if tallies is not None:  # the columns' rows are all of the first round, at their positions
+        sources += [((1, first), value, count) for first, value, count in tallies.sources]
+        statuses += [((1, first), value, count) for first, value, count in tallies.statuses]
+        costs += [((1, first), key, count, cost) for first, key, count, cost in tallies.subscriptions]
+        sources.sort(key=_order)
+        statuses.sort(key=_order)
+        costs.sort(key=_order)
+    for _, value, count in sources:
+        summary.usage_sources[value] += count
+    for _, value, count in statuses:
+        summary.pricing_statuses[value] += count
+    for _, key, count, cost in costs:
+        summary.requests_by_subscription[key] += count
+        summary.cost_by_subscription[key] = summary.cost_by_subscription.get(key, Decimal(0)) + cost
+
+
+def _order(entry: tuple[Any, ...]) -> tuple[int, int]:
+    order: tuple[int, int] = entry[0]
+    return order
+
+
 def _ingest_batch(
     batch: list[Message],
     *,
@@ -177,21 +280,44 @@ def _ingest_batch(
     now: datetime | None,
     clock: Callable[[], datetime],
 ) -> IngestSummary:
-    result = process_batch(batch, pricer, now or clock())
+    when = now or clock()
+    tallies: Tallies | None = None
+    written_count = 0
+    write_columns = getattr(writer, "write_columns", None)
+    if callable(write_columns) and batch:
+        tallies, written_count, outcomes = _columnar(batch, pricer, write_columns, when)
+    else:
+        outcomes = {index: process_message(message, pricer, when) for index, message in enumerate(batch)}
     stamp = clock()
-    records = [
-        DeadLetter(r.message, r.reason, r.detail, stamp, r.field, r.request_id) for r in result.rejections
-    ]
-    written_count = duplicate_count = 0
+    records: list[DeadLetter] = []
+    pending: list[tuple[int, Charge]] = []
+    for index in sorted(outcomes):
+        outcome = outcomes[index]
+        if isinstance(outcome, Charge):
+            pending.append((index, outcome))
+        else:
+            records.append(
+                DeadLetter(
+                    outcome.message, outcome.reason, outcome.detail, stamp, outcome.field, outcome.request_id
+                )
+            )
+    duplicate_count = 0
     displaced: list[DeadLetter] = []  # rows of earlier batches, not of this one: counted apart
-    charged: list[Row] = []  # rows known to be written, for the breakdowns
-    pending = result.charges
+    # Rows known to be written, for the breakdowns, each with where it stands in the order the
+    # per-event path has always charged them: (round, first position of its RequestId in round 1,
+    # else its place in the round).
+    charged: list[tuple[tuple[int, int], Row]] = []
+    rounds = 0
     # One RequestId per write. Another row of an id already in the batch goes in a later round, so
     # that the store compares it with the row it holds (the first written wins, whichever batch it
     # came in); a writer that cannot tell (Log Analytics) keeps the batch's first and the others
     # are conflicts here. Copies equal to the first are redeliveries (duplicates) at once.
     while pending:
-        unique, batch_duplicates, variants = _unique_by_request_id(pending)
+        rounds += 1
+        first_position: dict[str, int] = {}
+        for index, charge in pending:
+            first_position.setdefault(charge.row["RequestId"], index)
+        unique, batch_duplicates, variants = _unique_by_request_id([charge for _, charge in pending])
         duplicate_count += batch_duplicates
         written = _write(writer, unique)
         written_count += written.written
@@ -199,13 +325,14 @@ def _ingest_batch(
         # Failures are matched by RequestId (unique in ``unique``), not by object identity: a
         # writer may hand back a copy of the row it could not send.
         failed_ids = {failure.row["RequestId"]: failure for failure in written.failed}
-        for charge in unique:
+        for place, charge in enumerate(unique):
             request_id = charge.row["RequestId"]
             failure = failed_ids.get(request_id)
             if failure is not None:
                 records.append(_row_letter(charge, failure.reason, failure.detail, stamp))
             elif written.written_keys is None or request_id in written.written_keys:
-                charged.append(charge.row)
+                order = (rounds, first_position[request_id] if rounds == 1 else place)
+                charged.append((order, charge.row))
         # Rows the store held that an earlier conflicting row of this batch replaced.
         displaced += [
             DeadLetter(
@@ -222,7 +349,8 @@ def _ingest_batch(
         if written.written_keys is None:
             records += [_row_letter(charge, Reason.CONFLICT, detail, stamp) for charge, detail in variants]
             break
-        pending = [charge for charge, _ in variants]
+        positions = {id(charge): index for index, charge in pending}
+        pending = [(positions[id(charge)], charge) for charge, _ in variants]
     if records or displaced:
         try:
             deadletter.put(records + displaced)
@@ -247,14 +375,7 @@ def _ingest_batch(
         displaced=len(displaced),
     )
     summary.reasons.update(record.reason.value for record in records)
-    for row in charged:
-        summary.usage_sources[row["UsageSource"]] += 1
-        summary.pricing_statuses[row["PricingStatus"]] += 1
-        key = (row["SubscriptionId"], row["SubscriptionName"], row["Currency"])
-        summary.requests_by_subscription[key] += 1
-        summary.cost_by_subscription[key] = summary.cost_by_subscription.get(key, Decimal(0)) + (
-            row["TotalCost"] or Decimal(0)
-        )
+    _tally_charged(summary, charged, tallies)
     if records:
         log.warning(
             "chargeback: dead-lettered %d of %d events: %s", len(records), len(batch), dict(summary.reasons)
