@@ -438,36 +438,6 @@ class _RowsOnly:
         return self.store.write(rows)
 
 
-def _columns_writer(store: DuckDBStore) -> Any:
-    """The store itself when it writes columns; else a stand-in speaking ``ColumnWriter`` over it."""
-    if hasattr(store, "write_columns"):
-        return store
-
-    class Columns:
-        def write(self, rows: Sequence[Row]) -> WriteResult:
-            return store.write(rows)
-
-        def write_columns(self, columns: dict[str, Any]) -> WriteResult | None:
-            import duckdb
-
-            keys = set(columns["RequestId"].tolist())
-            if len(keys) != len(columns["RequestId"]):
-                return None
-            names = ", ".join(f'"{name}"' for name in columns)
-            store.connection.register("incoming_columns", columns)
-            try:
-                store.connection.execute(
-                    f'INSERT INTO "{USAGE_TABLE}" ({names}) SELECT {names} FROM incoming_columns'
-                ).fetchall()
-            except duckdb.Error:
-                return None
-            finally:
-                store.connection.unregister("incoming_columns")
-            return WriteResult(written=len(keys), written_keys=keys)
-
-    return Columns()
-
-
 def _table(store: DuckDBStore) -> list[tuple[Any, ...]]:
     return store.connection.execute(f'SELECT * FROM "{USAGE_TABLE}" ORDER BY "RequestId"').fetchall()
 
@@ -498,7 +468,7 @@ def test_ingest_gives_the_same_table_letters_and_summary_either_way(batches: lis
     outcomes = []
     for columnar in (False, True):
         store = DuckDBStore(":memory:")
-        writer = _columns_writer(store) if columnar else _RowsOnly(store)
+        writer = store if columnar else _RowsOnly(store)
         letters = _Letters()
         summaries = [
             _summary(
@@ -525,7 +495,7 @@ def test_a_redelivered_batch_is_all_duplicates_and_a_shared_id_goes_the_row_way(
     bodies = [json.dumps(make_event(requestId=str(uuid.uuid4()))).encode() for _ in range(5)]
     twice = json.dumps(make_event(requestId="same", usage={"prompt_tokens": 3})).encode()
     store = DuckDBStore(tmp_path / "usage.duckdb")
-    writer, letters = _columns_writer(store), _Letters()
+    writer, letters = store, _Letters()
     first = ingest_batch(
         [Message(b, SRC) for b in [*bodies, twice, twice]],
         pricer=PRICER,
@@ -549,7 +519,7 @@ def test_a_redelivered_batch_is_all_duplicates_and_a_shared_id_goes_the_row_way(
 def test_a_batch_with_only_the_rest_or_nothing_is_accounted():
     """Empty batches and batches the columnar path takes nothing of are counted as before."""
     store = DuckDBStore(":memory:")
-    writer, letters = _columns_writer(store), _Letters()
+    writer, letters = store, _Letters()
     empty = ingest_batch([], pricer=PRICER, writer=writer, deadletter=letters, now=NOW)
     bad = ingest_batch([Message(b"{", SRC)], pricer=PRICER, writer=writer, deadletter=letters, now=NOW)
     assert (empty.received, empty.accounted) == (0, True)

@@ -34,7 +34,14 @@ from chargeback.core.pipeline import (
     row_to_json,
 )
 from chargeback.core.pricing import Pricer
-from chargeback.edges.sinks import DeadLetter, DeadLetterStore, FailedRow, UsageWriter, WriteResult
+from chargeback.edges.sinks import (
+    ColumnWriter,
+    DeadLetter,
+    DeadLetterStore,
+    FailedRow,
+    UsageWriter,
+    WriteResult,
+)
 from chargeback.errors import Reason, SinkError
 
 if TYPE_CHECKING:
@@ -176,7 +183,7 @@ def ingest_batch(
 def _columnar(
     batch: list[Message],
     pricer: Pricer,
-    write_columns: Callable[[dict[str, Any]], object],
+    writer: ColumnWriter,
     now: datetime,
 ) -> tuple[Tallies | None, int, dict[int, Charge | Rejection]]:
     """Write the part of the batch the columnar path takes as columns; the rest's per-event outcomes.
@@ -212,7 +219,7 @@ def _columnar(
         return None, 0, outcomes
     try:
         tallies = columns.tallies()
-        result = write_columns(columns.columns)
+        result: object = writer.write_columns(columns.columns)
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:
@@ -283,9 +290,8 @@ def _ingest_batch(
     when = now or clock()
     tallies: Tallies | None = None
     written_count = 0
-    write_columns = getattr(writer, "write_columns", None)
-    if callable(write_columns) and batch:
-        tallies, written_count, outcomes = _columnar(batch, pricer, write_columns, when)
+    if isinstance(writer, ColumnWriter) and batch:
+        tallies, written_count, outcomes = _columnar(batch, pricer, writer, when)
     else:
         outcomes = {index: process_message(message, pricer, when) for index, message in enumerate(batch)}
     stamp = clock()
