@@ -492,3 +492,45 @@ def test_rate_card_versions_count_the_rows_the_rollup_charges_on_log_analytics_s
     assert sum(counts.values()) == runner.run("monthly_rollup", MONTH).Requests.sum() == keyed.Rows.sum()
     assert counts["card-revised"] == 1
     assert "card-conflict" not in counts
+
+
+@pytest.mark.parametrize("name", QUERIES)
+def test_the_runner_returns_what_duckdb_kql_execute_returns(name: str, october_store: Any) -> None:
+    """The runner's own translate-and-execute (cached SQL) gives duckdb_kql.execute's rows and columns."""
+    import duckdb_kql
+
+    from chargeback.edges.gatewaylog import create_gateway_tables
+
+    create_gateway_tables(october_store.connection)
+    query = bind(load_query(name), params_for(load_query(name)))
+    cursor = october_store.connection.cursor()
+    expected = duckdb_kql.execute(cursor, query).df()
+    cursor.close()
+    _frames_equal(LocalKqlRunner(october_store.connection).run_text(query, name=name), expected)
+
+
+def test_a_query_is_translated_once_per_text_and_schema(october_store: Any) -> None:
+    """A second run of the same bound text reuses the SQL; another month or a new column translates anew."""
+    from chargeback.edges.kqlrun import translate
+
+    runner = LocalKqlRunner(october_store.connection)
+    translate.cache_clear()
+    first = runner.records("monthly_rollup", MONTH)
+    assert runner.records("monthly_rollup", MONTH) == first
+    assert (translate.cache_info().hits, translate.cache_info().misses) == (1, 1)
+    runner.records("monthly_rollup", {"MonthStart": END, "MonthEnd": datetime(2026, 12, 1, tzinfo=UTC)})
+    october_store.connection.execute('CREATE TABLE "Unrelated" ("A" INTEGER)')
+    assert runner.records("monthly_rollup", MONTH) == first
+    assert (translate.cache_info().hits, translate.cache_info().misses) == (1, 3)
+
+
+def test_the_translation_is_deterministic() -> None:
+    """duckdb-kql gives the same SQL for the same text and schema, so caching it changes nothing."""
+    import duckdb_kql
+
+    from chargeback.core.schema import USAGE_TABLE, table_columns
+
+    schema = {USAGE_TABLE: [column.name for column in table_columns(USAGE_TABLE)]}
+    for name in ("monthly_rollup", "rate_card_versions", "stream_estimates"):
+        query = bind(load_query(name), params_for(load_query(name)))
+        assert str(duckdb_kql.to_sql(query, schema=schema)) == str(duckdb_kql.to_sql(query, schema=schema))

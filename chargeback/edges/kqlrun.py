@@ -33,6 +33,7 @@ in KQL; a partial result (row limit, timeout) is an error, never a silently shor
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Iterator, Mapping
@@ -244,15 +245,42 @@ class LocalKqlRunner:
         return frame
 
     def _execute(self, query: str, name: str, fetch: Any) -> Any:
-        import duckdb_kql
+        """``duckdb_kql.execute``'s steps, with the translation cached (``translate``)."""
+        from duckdb_kql.engine import schema
 
         cursor = self.connection.cursor()  # its own connection to the database: safe beside writers
         try:
-            return fetch(duckdb_kql.execute(cursor, query))
+            cursor.execute("SET TimeZone='UTC'")  # KQL datetimes are UTC (as duckdb_kql.execute sets it)
+            tables = tuple((table, tuple(columns)) for table, columns in schema(cursor).items())
+            sql, parameters = translate(query, tables)
+            return fetch(cursor.execute(sql, dict(parameters)) if parameters else cursor.execute(sql))
         except Exception as exc:  # duckdb-kql and DuckDB raise their own trees; surface them as one
             raise QueryError(f"KQL query {name} failed locally: {type(exc).__name__}: {exc}") from exc
         finally:
             cursor.close()
+
+
+@functools.lru_cache(maxsize=64)
+def translate(
+    query: str, tables: tuple[tuple[str, tuple[str, ...]], ...]
+) -> tuple[str, tuple[tuple[str, Any], ...]]:
+    """DuckDB SQL and parameter values of KQL text over tables (name, columns), cached per process.
+
+    duckdb-kql's translation (an ANTLR parser in Python) is a pure function of the text and the
+    tables' columns: ~0.15 s for monthly_rollup.kql once warm, ~0.3 s the first time in a process. A
+    process that runs a query again (a warm Function worker, a report after a rollup, the same month
+    re-run) reuses the SQL; the key is the whole bound text and schema, so a changed query, parameter
+    value or table is translated afresh.
+    """
+    import duckdb_kql
+    from duckdb_kql.errors import KqlSchemaError
+
+    translated = duckdb_kql.to_sql(query, schema={table: list(columns) for table, columns in tables})
+    if translated.unbound:  # as duckdb_kql.execute refuses it
+        raise KqlSchemaError(
+            ", ".join(translated.unbound), hint="declared query parameter with no value and no default"
+        )
+    return str(translated), tuple(translated.parameters.items())
 
 
 class LogAnalyticsKqlRunner:
