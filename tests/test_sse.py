@@ -20,6 +20,7 @@ from chargeback.core.sse import (
     iter_events,
     looks_like_sse,
     parse_stream,
+    read_stream,
 )
 
 
@@ -569,3 +570,30 @@ def test_fast_path_counts_what_the_full_parser_counts(body: str) -> None:
     assert count_texts(encoding, parse_stream(body).texts()) == count_texts(
         encoding, _parse_events(body).texts()
     )
+
+
+def test_read_stream_spares_find_usage_only_where_no_usage_can_be() -> None:
+    """A regular stream without usage comes back parsed with no usage; a usage stream as before."""
+    tokens = [azure_chunk(content=f"t{i} ") for i in range(10)]
+    plain = sse(*tokens)
+    assert read_stream(plain) == (None, parse_stream(plain))
+    usage = {"prompt_tokens": 5, "completion_tokens": 10, "total_tokens": 15}
+    reported = sse(*({**t, "usage": None} for t in tokens), {"choices": [], "usage": usage})
+    assert read_stream(reported) == (usage, None)
+    # The usage chunk last, with no "usage": null before it: read, then find_usage decides.
+    late = sse(*tokens, {"choices": [], "usage": usage})
+    assert read_stream(late) == (usage, parse_stream(late))
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    regular_streams()
+    | regular_streams().map(lambda body: body.replace('"content": "', '"content": "usage"', 3))
+    | regular_streams().map(lambda body: body.replace("data: ", 'data: {"usage": {"prompt_tokens": 1}}\n', 1))
+)
+def test_read_stream_is_find_usage_and_parse_stream(body: str) -> None:
+    """read_stream gives find_usage's usage, and parse_stream's content whenever it gives one."""
+    usage, content = read_stream(body)
+    assert usage == find_usage(body)
+    if content is not None:
+        assert content == parse_stream(body)

@@ -22,6 +22,7 @@ from chargeback.core.tokens import (
     ENCODINGS,
     MAX_COUNT_CHARS,
     MAX_RUN,
+    MEMO_MAX_CHARS,
     O200K_BASE,
     TokenCount,
     count_texts,
@@ -309,3 +310,27 @@ def test_long_run_precheck_at_every_offset():
         assert _LONG_RUN.search(plain) is None
         prose = "The quick brown fox jumps over the lazy dog.\n" * (offset + 30)
         assert not _may_have_long_run(prose)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["system", "user", "You are a helpful assistant.", "é" * 40]) | st.text()))
+def test_remembered_counts_of_short_texts_are_tiktoken_counts(texts: list[str]):
+    """Counting the same short texts again (from the memo) gives tiktoken's counts, per encoding."""
+    for name in (O200K_BASE, CL100K_BASE):
+        encoding = get_encoding(name)
+        expected = sum(len(encoding.encode_ordinary(text)) for text in texts)
+        assert count_texts_bounded(encoding, texts) == TokenCount(expected)
+        assert count_texts_bounded(encoding, texts + texts) == TokenCount(2 * expected)
+
+
+def test_the_memo_of_short_texts_stays_bounded():
+    """Many distinct short texts never grow the memo past its bound, and counts stay right."""
+    from chargeback.core import tokens
+
+    encoding = get_encoding(O200K_BASE)
+    texts = [f"t{n}" for n in range(tokens._MEMO_MAX_ENTRIES + 10)]
+    assert count_texts_bounded(encoding, texts).tokens == sum(len(encoding.encode_ordinary(t)) for t in texts)
+    assert len(tokens._memos[O200K_BASE]) <= tokens._MEMO_MAX_ENTRIES
+    longer = "word " * (MEMO_MAX_CHARS // 5 + 1)
+    count_texts_bounded(encoding, [longer])
+    assert longer not in tokens._memos[O200K_BASE]

@@ -143,6 +143,31 @@ def parse_stream(body: str) -> StreamContent:
     return _parse_repeating(body) or _parse_events(body)
 
 
+def read_stream(body: str) -> tuple[dict[str, Any] | None, StreamContent | None]:
+    """``find_usage(body)``, and ``parse_stream(body)`` when it was read on the way (else None).
+
+    A stream that reports usage says so on its first line (``"usage": null`` on every chunk before
+    the usage chunk): find_usage alone reads it, as before. Otherwise the stream is read first;
+    when the fast path read it and no text outside its content literals mentions ``"usage"`` (a
+    literal cannot hold the member: its quotes would be escaped), it has no usage object, and
+    find_usage's pass over the body is spared. Never raises.
+    """
+    line_end = body.find("\n")
+    if body.find('"usage"', 0, len(body) if line_end < 0 else line_end) >= 0:
+        return find_usage(body), None
+    regular = _parse_regular(body)
+    if regular is None:
+        return find_usage(body), None
+    content, structure = regular
+    if any('"usage"' in text for text in structure) or any(
+        text.lstrip().startswith(":") for text in structure[1:]
+    ):
+        # A usage member somewhere, or a literal spelling "usage" that a colon follows (not JSON
+        # a chunk parses as, but find_usage's pattern would see it): find_usage decides.
+        return find_usage(body), content
+    return None, content
+
+
 def _parse_events(body: str) -> StreamContent:
     """The full parser: every event's data read as JSON (one ``json.loads`` per chunk)."""
     content = StreamContent()
@@ -180,6 +205,14 @@ FAST_PATH_MIN_DELTAS = 8
 
 def _parse_repeating(body: str, minimum: int = FAST_PATH_MIN_DELTAS) -> StreamContent | None:
     """``_parse_events(body)`` for a regular stream, in a fraction of the time; else None."""
+    regular = _parse_regular(body, minimum)
+    return None if regular is None else regular[0]
+
+
+def _parse_regular(
+    body: str, minimum: int = FAST_PATH_MIN_DELTAS
+) -> tuple[StreamContent, tuple[str, str, str, str]] | None:
+    """``_parse_repeating``'s result and the texts around the literals (head, first, middle, tail)."""
     found = _split(body)
     if found is None:
         return None
@@ -204,7 +237,7 @@ def _parse_repeating(body: str, minimum: int = FAST_PATH_MIN_DELTAS) -> StreamCo
     pieces = list(filter(None, texts))
     content.parts = {(index, part): pieces} if pieces else {}
     content.payloads += count - 4
-    return content
+    return content, (head, first, middle, tail)
 
 
 # (head, first middle, repeated middle, tail, decoded literals): a stream cut at its content literals.

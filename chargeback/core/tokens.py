@@ -299,11 +299,35 @@ def count_tokens(encoding: Encoding, text: str) -> int:
     return _bounded(encoding, text).tokens
 
 
+# Counts of short texts, per encoding: role names, names and system prompts recur on every call,
+# and tiktoken's fixed cost per call is most of what a short text costs. Only short texts, so the
+# key's hash (four bytes a character once a text holds any non-ASCII) stays cheap beside encoding
+# it; bounded, because the texts come from callers.
+MEMO_MAX_CHARS = 128
+_MEMO_MAX_ENTRIES = 16_384
+_memos: dict[str, dict[str, int]] = {}
+
+
 def count_texts_bounded(encoding: Encoding, texts: Iterable[str]) -> TokenCount:
     """Sum of token counts over ``texts``, each tokenised on its own; inexact if any was estimated."""
     total, exact = 0, True
+    encode = encoding.encode_ordinary
+    memo = _memos.get(encoding.name)
+    if memo is None:
+        memo = _memos.setdefault(encoding.name, {})
     for text in texts:
-        if text:
+        size = len(text)
+        if size <= MEMO_MAX_CHARS:
+            if size:
+                tokens = memo.get(text)
+                if tokens is None:
+                    if len(memo) >= _MEMO_MAX_ENTRIES:
+                        memo.clear()
+                    tokens = memo[text] = len(encode(text))
+                total += tokens
+        elif size <= MAX_RUN:
+            total += len(encode(text))  # _bounded's first case, without a TokenCount per text
+        else:
             count = _bounded(encoding, text)
             total += count.tokens
             exact = exact and count.exact

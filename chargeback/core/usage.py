@@ -38,7 +38,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final
 
 from chargeback.core.schema import NO_UNITS, Event, ReportedUsage, parse_usage
-from chargeback.core.sse import StreamContent, find_usage, looks_like_sse, parse_stream
+from chargeback.core.sse import StreamContent, looks_like_sse, parse_stream, read_stream
 from chargeback.core.tokens import (
     TokenCount,
     count_texts_bounded,
@@ -127,9 +127,13 @@ def _resolve_tokens(event: Event) -> Usage:
     if event.usage is not None:
         return _from_reported(event.usage, UsageSource.REPORTED)
     body = event.response_body
-    if _is_stream(body) and (streamed := _quiet_usage(find_usage(body))) is not None:
-        return _from_reported(streamed, UsageSource.STREAM_USAGE)
-    response = _read_response(body)
+    stream = None
+    if _is_stream(body):
+        # find_usage's answer, and the stream itself when reading it was the cheaper way there.
+        found, stream = read_stream(body)
+        if (streamed := _quiet_usage(found)) is not None:
+            return _from_reported(streamed, UsageSource.STREAM_USAGE)
+    response = _read_response(body, stream)
     if response.reported is not None:
         return _from_reported(response.reported, response.source)
     if not 200 <= event.status_code <= 299:
@@ -212,11 +216,12 @@ def _is_stream(body: str) -> bool:
     return looks_like_sse(body) or (not body.lstrip().startswith(("{", "[")) and "data:" in body)
 
 
-def _read_response(text: str) -> _Response:
-    if not text.strip():
+def _read_response(text: str, stream: StreamContent | None = None) -> _Response:
+    """Read a response body; ``stream`` is ``parse_stream(text)`` when the caller already has it."""
+    if not text or text.isspace():  # not text.strip(), which copies a whole stream to look
         return _Response()
     if _is_stream(text):
-        stream = parse_stream(text)
+        stream = stream or parse_stream(text)
         # find_usage reads single lines; a usage event spread over several data lines lands here.
         streamed = _quiet_usage(stream.usage)
         return _Response(
