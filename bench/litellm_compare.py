@@ -6,21 +6,25 @@ LiteLLM is installed only for this benchmark, in ``bench/.venv-litellm`` (create
 gitignored; never in the main .venv or requirements); its side runs there as a subprocess
 (``bench/_litellm_side.py``) with LiteLLM's packaged price map (no network).
 
-Both sides start from the message body: ours is ``process_batch`` over batches of the CLI's size,
-which is what ``ingest_batch`` runs (per message: parse, validate, resolve, price, row), with the
-shipped rate card and the demo's deployments map; theirs is ``json.loads``
-plus ``cost_per_token`` with the model named as LiteLLM's Azure catalog names it. Totals are
-compared per deployment on the rows both price. Goal: ours >= 10x theirs in events/s.
+Both sides start from the message body. Ours is what ``ingest_batch`` runs for a store that takes
+columns (``chargeback ingest``), over batches of the CLI's size, up to the write: the columnar path
+(``core.columnar.build_columns``: typed decode, checks, exact vectorised pricing, the usage table's
+columns) and ``process_message`` for every message it leaves to the per-event path (non-text meters,
+anything unusual); the shipped rate card and the demo's deployments map. Theirs is ``json.loads``
+plus ``cost_per_token`` with the model named as LiteLLM's Azure catalog names it. Totals are compared
+per deployment on the rows both price (ours exact Decimal sums, the columns' and the rows' alike).
+Goal (issue #15): ours >= 10x theirs in events/s, end to end.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from decimal import Decimal
 
 from _common import BENCH, REPO, SRC, best_of, data_dir, events_file, machine
@@ -38,10 +42,14 @@ def ensure_venv() -> None:
     subprocess.run([str(PYTHON), "-m", "pip", "install", "-q", "litellm"], check=True)
 
 
-def ours(lines: list[bytes]) -> tuple[float, float, dict[str, list[Decimal | int]]]:
-    """Best times of body → priced row, and of the pricing step alone; totals per deployment."""
+def ours(lines: list[bytes]) -> tuple[float, float, dict[str, list[Decimal | int]], float]:
+    """Best times of body → priced row, and of the pricing step alone; totals per deployment.
+
+    Also the share of events that went the columnar way.
+    """
     from chargeback.cli import DEFAULT_BATCH
-    from chargeback.core.pipeline import Charge, Message, Source, process_batch
+    from chargeback.core.columnar import ColumnBatch, build_columns
+    from chargeback.core.pipeline import Charge, Message, Source, collector_paused, process_message
     from chargeback.core.pricing import Pricer
     from chargeback.core.schema import parse_event
     from chargeback.core.usage import resolve_usage
@@ -51,24 +59,47 @@ def ours(lines: list[bytes]) -> tuple[float, float, dict[str, list[Decimal | int
     pricer = Pricer.from_files(REPO / "chargeback" / "config" / "rate_card.csv", deployments)
     messages = [Message(line, Source("file")) for line in lines]
 
-    def run() -> list[Charge]:
+    def run() -> tuple[list[ColumnBatch], list[Charge]]:
+        batches: list[ColumnBatch] = []
         charges: list[Charge] = []
-        for start in range(0, len(messages), DEFAULT_BATCH):
-            charges += process_batch(messages[start : start + DEFAULT_BATCH], pricer).charges
-        return charges
+        with collector_paused():  # as ingest_batch runs
+            for start in range(0, len(messages), DEFAULT_BATCH):
+                batch = messages[start : start + DEFAULT_BATCH]
+                columns = build_columns(batch, pricer, None)
+                batches.append(columns)
+                for index in columns.rest:
+                    outcome = process_message(batch[index], pricer)
+                    if isinstance(outcome, Charge):
+                        charges.append(outcome)
+        return batches, charges
 
-    whole, charges = best_of(3, run)
+    whole, (batches, charges) = best_of(3, run)
     resolved = [(e, resolve_usage(e)) for e in (parse_event(line) for line in lines)]
     price_only, _ = best_of(3, lambda: [pricer.price(e, u) for e, u in resolved])
     totals: dict[str, list[Decimal | int]] = defaultdict(lambda: [Decimal(0), 0])
+
+    def add(key: str, cost: Decimal, count: int) -> None:
+        entry = totals[key]
+        entry[0] += cost
+        entry[1] += count
+
+    for columns in batches:
+        keys = [
+            f"{deployment}|{status}"
+            for deployment, status in zip(
+                columns.columns["Deployment"].tolist(), columns.columns["PricingStatus"].tolist(), strict=True
+            )
+        ]
+        costs = columns.total_cost_by(keys)
+        for key, count in Counter(keys).items():
+            add(key, costs[key], count)
     for charge in charges:
         row = charge.row
-        if row["PricingStatus"] == "not-billable":
-            continue
-        entry = totals[f"{row['Deployment']}|{row['PricingStatus']}"]
-        entry[0] += row["TotalCost"] or Decimal(0)
-        entry[1] += 1
-    return whole, price_only, totals
+        add(f"{row['Deployment']}|{row['PricingStatus']}", row["TotalCost"] or Decimal(0), 1)
+    for key in [key for key in totals if key.endswith("|not-billable")]:
+        del totals[key]
+    columnar = sum(len(columns) for columns in batches) / len(lines)
+    return whole, price_only, totals, columnar
 
 
 def main() -> None:
@@ -80,6 +111,7 @@ def main() -> None:
     path = events_file("reported", args.events)
     lines = path.read_bytes().splitlines()
 
+    load_at_start = os.getloadavg()[0]
     started = time.perf_counter()
     out = subprocess.run(
         [str(PYTHON), str(BENCH / "_litellm_side.py"), str(path), str(args.runs)],
@@ -89,11 +121,15 @@ def main() -> None:
     ).stdout
     theirs = json.loads(out.strip().splitlines()[-1])
     litellm_wall = time.perf_counter() - started
-    whole, price_only, totals = ours(lines)
+    whole, price_only, totals, columnar = ours(lines)
 
     n = len(lines)
     print(f"litellm: {n:,} events (usage reported), best of {args.runs}; {machine()}")
-    print(f"  ours    body → priced row (process_batch)    {whole:6.2f} s {n / whole:>10,.0f} events/s")
+    print(f"  load average {load_at_start:.2f} at start, {os.getloadavg()[0]:.2f} at end")
+    print(
+        f"  ours    body → priced row (as ingest_batch)  {whole:6.2f} s {n / whole:>10,.0f} events/s   "
+        f"({columnar:.1%} columnar, the rest per event)"
+    )
     print(
         f"  ours    Pricer.price alone                   {price_only:6.2f} s "
         f"{n / price_only:>10,.0f} events/s"

@@ -537,3 +537,24 @@ def test_column_batch_keep_moves_rows_to_the_rest():
     assert kept.positions.tolist() == [0, 2]
     assert kept.rest == [1]
     assert all(len(array) == 2 for array in kept.columns.values())
+
+
+def test_tallies_of_many_subscriptions_keep_the_per_event_order_and_totals():
+    """With more distinct keys than a scan suits, the summary lines are still the per-event path's."""
+    from tests.conftest import make_event
+
+    messages = [
+        Message(
+            json.dumps(
+                make_event(subscriptionId=f"team-{i % 23}", statusCode=200 if i % 5 else 429)
+            ).encode(),
+            SRC,
+        )
+        for i in range(60)
+    ]
+    batch = build_columns(messages, PRICER, NOW)
+    positions = batch.positions.tolist()
+    assert positions == list(range(60))
+    sources, statuses, subscriptions = tallies_of(per_event(messages, positions), positions)
+    tallies = batch.tallies()
+    assert (tallies.sources, tallies.statuses, tallies.subscriptions) == (sources, statuses, subscriptions)

@@ -24,6 +24,7 @@ same rows and totals.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -290,13 +291,17 @@ class ColumnBatch:
             )
         )
         counted = _tally(keys, positions)
-        codes = {key: code for code, (_, key, _) in enumerate(counted)}
-        row_codes = np.fromiter(map(codes.__getitem__, keys), dtype=np.int64, count=len(keys))
-        costs = self._costs(row_codes, len(counted))
-        subscriptions = [
-            (first, key, count, cost) for (first, key, count), cost in zip(counted, costs, strict=True)
-        ]
+        costs = self.total_cost_by(keys)
+        subscriptions = [(first, key, count, costs[key]) for first, key, count in counted]
         return Tallies(sources, statuses, subscriptions)
+
+    def total_cost_by(self, keys: Sequence[Any]) -> dict[Any, Decimal]:
+        """The exact Decimal sum of TotalCost (unpriced as 0) per key, one key per row, as rows sum."""
+        codes: dict[Any, int] = {}
+        for key in keys:
+            codes.setdefault(key, len(codes))
+        row_codes = np.fromiter(map(codes.__getitem__, keys), dtype=np.int64, count=len(keys))
+        return dict(zip(codes, self._costs(row_codes, len(codes)), strict=True))
 
     def _costs(self, row_codes: Array, count: int) -> list[Decimal]:
         """Per subscription key, the Decimal sum of the rows' TotalCost as the per-event path adds it.
@@ -365,14 +370,10 @@ class Tallies:
 
 def _tally(values: list[Any], positions: list[int]) -> list[tuple[int, Any, int]]:
     """Each distinct value with the position of its first row and its count, in first-row order."""
-    first: dict[Any, int] = {}
-    counts: dict[Any, int] = {}
-    for value, position in zip(values, positions, strict=True):
-        if value in counts:
-            counts[value] += 1
-        else:
-            first[value] = position
-            counts[value] = 1
+    counts = Counter(values)  # counted in C; keys in first-seen order
+    if len(counts) <= 16:
+        return [(positions[values.index(value)], value, count) for value, count in counts.items()]
+    first = dict(zip(reversed(values), reversed(positions), strict=True))  # the earliest one stays
     return [(first[value], value, count) for value, count in counts.items()]
 
 
@@ -382,22 +383,32 @@ def build_columns(batch: Sequence[Message], pricer: Pricer, now: datetime | None
         limit = None if now is None else _micros(now + MAX_CLOCK_SKEW)
     except Exception:  # a naive or extreme ``now``: the per-event path's fault to name
         return _nothing(len(batch))
-    events, accepted = _decode(batch)
-    if not events:
+    # A chunk at a time: its structs and strings stay in the CPU's cache while each column is read
+    # from them (a whole batch of structs does not fit, and every pass over it then misses).
+    parts: list[tuple[dict[str, Array], Array]] = []
+    accepted: list[int] = []
+    for start in range(0, len(batch), _CHUNK):
+        events, taken = _decode(batch[start : start + _CHUNK])
+        if events:
+            accepted += [start + index for index in taken]
+            fields = list(zip(*map(msgspec.structs.astuple, events), strict=True))
+            part: dict[str, Array] = {}
+            good = _fill_names(fields, part)
+            good &= _fill_usage(fields, part)
+            part["_micros"], good_time = _timestamps(list(fields[_AT["timestamp"]]), limit)
+            parts.append((part, good & good_time))
+    if not accepted:
         return _nothing(len(batch))
-    fields = list(zip(*map(msgspec.structs.astuple, events), strict=True))
-    columns: dict[str, Array] = {}
-    ok = _fill_names(fields, columns)
-    ok &= _fill_usage(fields, columns)
-    when, good_time = _timestamps(list(fields[_AT["timestamp"]]), limit)
-    ok &= good_time
+    columns = {name: np.concatenate([part[name] for part, _ in parts]) for name in parts[0][0]}
+    ok = np.concatenate([good for _, good in parts])
+    when = columns.pop("_micros")
     columns["TimeGenerated"] = when.view("datetime64[us]")
     groups, priced_ok, steps = _fill_prices(columns, pricer, when)
     ok &= priced_ok
     positions = np.array(accepted, dtype=np.int64)
-    taken = set(accepted)
-    rest = [index for index in range(len(batch)) if index not in taken]
-    whole = ColumnBatch(positions, _complete(columns, len(events), pricer), rest, groups, steps)
+    chosen = set(accepted)
+    rest = [index for index in range(len(batch)) if index not in chosen]
+    whole = ColumnBatch(positions, _complete(columns, len(accepted), pricer), rest, groups, steps)
     return whole if ok.all() else whole.keep(ok)
 
 
@@ -405,6 +416,7 @@ def _nothing(count: int) -> ColumnBatch:
     return ColumnBatch(np.zeros(0, dtype=np.int64), _empty(), list(range(count)), np.zeros(0, np.int64), [])
 
 
+_CHUNK = 1024  # messages decoded and read into columns at a time
 _FIELDS: tuple[str, ...] = _Event.__struct_fields__
 _AT = {name: index for index, name in enumerate(_FIELDS)}
 _USAGE_AT = {name: index for index, name in enumerate(_Usage.__struct_fields__)}
