@@ -20,6 +20,7 @@ Shares are rounded to the cent with the largest-remainder method, so they sum ex
 from __future__ import annotations
 
 import calendar
+import functools
 import logging
 import math
 import re
@@ -125,8 +126,12 @@ def to_int(value: Any) -> int:
     return int(value)
 
 
+@functools.lru_cache(maxsize=4096)
 def to_price(value: Any) -> Decimal | None:
-    """A unit price per 1M tokens read back by the query (6 decimals), or None when null."""
+    """A unit price per 1M tokens read back by the query (6 decimals), or None when null.
+
+    Cached: a month has a few dozen distinct prices and a rollup reads ~5 per result row (thousands).
+    """
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
     return Decimal(repr(float(value))).quantize(Decimal("0.000001")).normalize()
@@ -137,6 +142,10 @@ def to_text(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     return str(value)
+
+
+# A month's lines share a handful of tag sets: parse and re-serialize each once per process.
+_tags_column = functools.lru_cache(maxsize=4096)(tags_column)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +191,7 @@ class RollupLine:
             currency=to_text(record["Currency"]),
             usage_source=to_text(record["UsageSource"]),
             region=to_text(record.get("Region")),
-            tags=tags_column(to_text(record.get("TagsText"))),
+            tags=_tags_column(to_text(record.get("TagsText"))),
             input_price=to_price(record["InputPricePer1M"]),
             cached_input_price=to_price(record["CachedInputPricePer1M"]),
             output_price=to_price(record["OutputPricePer1M"]),
