@@ -266,9 +266,9 @@ def _split(body: str) -> tuple[str, _Regular] | None:
     return None if regular is None else (key, regular)
 
 
-_CONTROL = re.compile(r"[\x00-\x1f]")
-# A content literal without a quote inside, whatever it holds: the text between the quotes.
-_PLAIN_LITERALS = {key: re.compile(re.escape(key) + '"([^"]*)"') for key in _CONTENT_KEYS}
+# A content literal without a quote or a control character inside (json.loads refuses those raw):
+# the text between the quotes. A literal holding one is not matched, and the rebuild check fails.
+_PLAIN_LITERALS = {key: re.compile(re.escape(key) + '"([^"\\x00-\\x1f]*)"') for key in _CONTENT_KEYS}
 
 
 def _split_plain(body: str, at: int, key: str) -> _Regular | None:
@@ -281,6 +281,7 @@ def _split_plain(body: str, at: int, key: str) -> _Regular | None:
     body from the second literal to the last, so the body is head, literal, first middle, literal,
     then separator and literal repeated, then tail. None (the regex split decides) when a literal
     holds a quote, a control character or a trailing backslash, or the stream is not so regular.
+    (A literal with a control character is not matched, so the literals do not rebuild the body.)
     """
     opening = key + '"'
     width = len(opening)
@@ -290,6 +291,8 @@ def _split_plain(body: str, at: int, key: str) -> _Regular | None:
     if len(literals) < 4:
         return None
     end1 = at + width + len(literals[0])
+    if not body.startswith(literals[0] + '"', at + width):
+        return None  # the first literal holds a control character: findall went past it
     at2 = body.find(opening, end1 + 1)
     end2 = at2 + width + len(literals[1])
     at3 = body.find(opening, end2 + 1)
@@ -300,10 +303,7 @@ def _split_plain(body: str, at: int, key: str) -> _Regular | None:
     close = at2 + width + len(repeated)
     if not body.startswith(repeated, at2 + width) or not body.startswith('"', close):
         return None
-    joined = "".join(literals)
-    if _CONTROL.search(joined) is not None:
-        return None
-    if "\\" in joined:
+    if "\\" in "".join(literals):
         if any(literal.endswith("\\") for literal in literals):
             return None
         try:
