@@ -64,7 +64,7 @@ def _lines(handle: IO[bytes], block_bytes: int) -> Iterator[tuple[list[bytes], i
     the last line may have no newline (0). Lines are split at ``\n`` only, as iterating a binary
     file does, and keep their ``\r``.
     """
-    pending: list[bytes] = []
+    pending: list[bytes] = []  # the start of a line that continues in the next block
     while True:
         block = handle.read(block_bytes)
         if not block:
@@ -72,12 +72,15 @@ def _lines(handle: IO[bytes], block_bytes: int) -> Iterator[tuple[list[bytes], i
         if b"\n" not in block:
             pending.append(block)
             continue
-        pending.append(block)
-        data = b"".join(pending)
-        lines = data.split(b"\n")
+        lines = block.split(b"\n")
+        returns = b"\r" in block
+        if pending:  # only the first line is joined, not the whole block copied
+            pending.append(lines[0])
+            lines[0] = b"".join(pending)
+            returns = returns or b"\r" in lines[0]
         tail = lines.pop()
         pending = [tail] if tail else []
-        yield lines, 1, b"\r" in data
+        yield lines, 1, returns
     if pending:
         last = b"".join(pending)
         yield [last], 0, b"\r" in last
