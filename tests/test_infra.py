@@ -344,7 +344,7 @@ def empty_usage_table() -> tuple[Any, list[str]]:
 
 
 def test_function_keeps_one_row_per_call_with_the_latest_revision() -> None:
-    """AOAIChargeback()'s body drops redeliveries and keeps each call's highest UsageRevision."""
+    """AOAIChargeback()'s body drops redeliveries, keeps the highest UsageRevision, then the earliest row."""
     import duckdb_kql
 
     con, names = empty_usage_table()
@@ -368,8 +368,10 @@ def test_function_keeps_one_row_per_call_with_the_latest_revision() -> None:
     row("r2", 0, 40, 0)
     row("r2", 0, 40, 5)  # a redelivery only
     row("r3", 0, 7, 0)
+    row("r4", 0, 60, 3)  # a conflict from another batch: the same revision, different usage...
+    row("r4", 0, 50, 1)  # ...and the earlier row, which wins (monthly_rollup's rule), sent last
     relation = duckdb_kql.kql(con, _function_body() + "| project RequestId, UsageRevision, TotalTokens")
-    assert sorted(relation.fetchall()) == [("r1", 1, 250), ("r2", 0, 40), ("r3", 0, 7)]
+    assert sorted(relation.fetchall()) == [("r1", 1, 250), ("r2", 0, 40), ("r3", 0, 7), ("r4", 0, 50)]
 
 
 def _duckdb_with_usage() -> Any:
