@@ -558,3 +558,38 @@ def test_tallies_of_many_subscriptions_keep_the_per_event_order_and_totals():
     sources, statuses, subscriptions = tallies_of(per_event(messages, positions), positions)
     tallies = batch.tallies()
     assert (tallies.sources, tallies.statuses, tallies.subscriptions) == (sources, statuses, subscriptions)
+
+
+class _CountingStore(DuckDBStore):
+    """The real store, counting which of its two inserts ingest calls."""
+
+    calls: Counter[str]
+
+    def write(self, rows: Sequence[Row]) -> WriteResult:
+        self.calls["write"] += 1
+        return super().write(rows)
+
+    def write_columns(self, columns: Any) -> WriteResult | None:
+        self.calls["write_columns"] += 1
+        return super().write_columns(columns)
+
+
+def test_the_rest_rows_go_in_the_same_insert_as_the_columns():
+    """A batch of common and unusual events is one insert: the per-event rows ride with the columns."""
+    from tests.conftest import make_event
+
+    usual = make_event()
+    unusual = make_event(somethingNew=1, requestId="other")  # an unknown field: the per-event path
+    store = _CountingStore(":memory:")
+    store.calls = Counter()
+    summary = ingest_batch(
+        [Message(json.dumps(event).encode(), SRC) for event in (usual, unusual)],
+        pricer=PRICER,
+        writer=store,
+        deadletter=_Letters(),
+        now=NOW,
+    )
+    assert store.calls == Counter({"write_columns": 1})
+    assert (summary.written, store.count()) == (2, 2)
+    assert summary.requests_by_subscription == Counter({("team-a", "Team A", "USD"): 2})
+    store.close()

@@ -20,6 +20,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from chargeback.core.pipeline import (
+    ROW_SOURCE,
     Charge,
     Message,
     Rejection,
@@ -34,6 +35,7 @@ from chargeback.core.pipeline import (
     row_to_json,
 )
 from chargeback.core.pricing import Pricer
+from chargeback.core.schema import USAGE_TABLE, table_columns
 from chargeback.edges.sinks import (
     ColumnWriter,
     DeadLetter,
@@ -185,11 +187,12 @@ def _columnar(
     pricer: Pricer,
     writer: ColumnWriter,
     now: datetime,
-) -> tuple[Tallies | None, int, dict[int, Charge | Rejection]]:
+) -> tuple[Tallies | None, int, dict[int, Charge | Rejection], list[tuple[int, Row]]]:
     """Write the part of the batch the columnar path takes as columns; the rest's per-event outcomes.
 
     Returns what the written columns add to the summary (None when nothing went that way), how
-    many rows they were, and the outcome of every other message by its position in the batch. A
+    many rows were written, the outcome of every other message by its position in the batch, and
+    the per-event rows written along with the columns (by position: ``_with_rest_rows``). A
     RequestId that a message of the rest also charges, or that two accepted messages share, goes
     the per-event way with its messages (its duplicates and conflicts are decided there, as
     always); so does everything when the writer refuses the columns (a key it holds, any fault).
@@ -202,7 +205,8 @@ def _columnar(
         columns = build_columns(batch, pricer, now)
     except Exception:  # a fault here must cost speed, never an event: the per-event path takes all
         log.exception("chargeback: the columnar path failed; the batch goes the per-event way")
-        return None, 0, {index: process_message(message, pricer, now) for index, message in enumerate(batch)}
+        outcomes = {index: process_message(message, pricer, now) for index, message in enumerate(batch)}
+        return None, 0, outcomes, []
     outcomes = {index: process_message(batch[index], pricer, now) for index in columns.rest}
     taken = {outcome.row["RequestId"] for outcome in outcomes.values() if isinstance(outcome, Charge)}
     ids = columns.columns["RequestId"].tolist()
@@ -216,10 +220,11 @@ def _columnar(
                 outcomes[index] = process_message(batch[index], pricer, now)
             columns = columns.keep(keep)
     if not len(columns):
-        return None, 0, outcomes
+        return None, 0, outcomes, []
+    arrays, merged = _with_rest_rows(columns.columns, batch, outcomes)
     try:
         tallies = columns.tallies()
-        result: object = writer.write_columns(columns.columns)
+        result: object = writer.write_columns(arrays)
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:
@@ -227,13 +232,13 @@ def _columnar(
             "chargeback: the columns were not written (%s); the rows go one by one", fault_detail(exc)
         )
         result = None
-    count = len(columns)
+    count = len(columns) + len(merged)
     if not (
         isinstance(result, WriteResult)
         and result.written == count
         and not result.failed
         and not result.duplicates
-        and (result.written_keys is None or result.written_keys == set(columns.columns["RequestId"].tolist()))
+        and (result.written_keys is None or result.written_keys == set(arrays["RequestId"].tolist()))
     ):
         if result is not None:
             log.critical(
@@ -241,8 +246,41 @@ def _columnar(
             )
         for index in columns.positions.tolist():
             outcomes[index] = process_message(batch[index], pricer, now)
-        return None, 0, outcomes
-    return tallies, count, outcomes
+        return None, 0, outcomes, []
+    for index in merged:
+        del outcomes[index]
+    return tallies, count, outcomes, [(index, charge.row) for index, charge in merged.items()]
+
+
+def _with_rest_rows(
+    columns: dict[str, Any], batch: list[Message], outcomes: dict[int, Charge | Rejection]
+) -> tuple[dict[str, Any], dict[int, Charge]]:
+    """The columns with the per-event path's rows of the rest appended, so one insert takes both.
+
+    Only charges of events (not replayed rows) whose RequestId is once in the batch, and only when
+    their arrays (``_column_arrays``, what ``write()`` inserts) have the columns' types; otherwise
+    the columns alone, and those rows go through ``write()`` as before.
+    """
+    import numpy as np
+
+    from chargeback.edges.store import _column_arrays
+
+    charges = {
+        index: outcome
+        for index, outcome in outcomes.items()
+        if isinstance(outcome, Charge) and batch[index].source.kind != ROW_SOURCE
+    }
+    counts = Counter(charge.row["RequestId"] for charge in charges.values())
+    charges = {index: charge for index, charge in charges.items() if counts[charge.row["RequestId"]] == 1}
+    if not charges:
+        return columns, {}
+    try:
+        extra = _column_arrays(table_columns(USAGE_TABLE), [charge.row for charge in charges.values()])
+    except Exception:  # the row path makes its own arrays and says what is wrong
+        return columns, {}
+    if list(extra) != list(columns) or any(extra[name].dtype != columns[name].dtype for name in columns):
+        return columns, {}
+    return {name: np.concatenate([columns[name], extra[name]]) for name in columns}, charges
 
 
 def _tally_charged(
@@ -289,9 +327,10 @@ def _ingest_batch(
 ) -> IngestSummary:
     when = now or clock()
     tallies: Tallies | None = None
+    written_rows: list[tuple[int, Row]] = []
     written_count = 0
     if isinstance(writer, ColumnWriter) and batch:
-        tallies, written_count, outcomes = _columnar(batch, pricer, writer, when)
+        tallies, written_count, outcomes, written_rows = _columnar(batch, pricer, writer, when)
     else:
         outcomes = {index: process_message(message, pricer, when) for index, message in enumerate(batch)}
     stamp = clock()
@@ -312,7 +351,7 @@ def _ingest_batch(
     # Rows known to be written, for the breakdowns, each with where it stands in the order the
     # per-event path has always charged them: (round, first position of its RequestId in round 1,
     # else its place in the round).
-    charged: list[tuple[tuple[int, int], Row]] = []
+    charged: list[tuple[tuple[int, int], Row]] = [((1, index), row) for index, row in written_rows]
     rounds = 0
     # One RequestId per write. Another row of an id already in the batch goes in a later round, so
     # that the store compares it with the row it holds (the first written wins, whichever batch it
