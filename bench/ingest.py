@@ -93,7 +93,8 @@ def _environment() -> dict[str, str]:
 
 def run_process(argv: list[str]) -> str:
     """Run one child process to its end; its stdout, or the benchmark stops with its stderr."""
-    done = subprocess.run(argv, capture_output=True, env=_environment(), check=False)
+    # In SRC: ``-m`` puts the working directory first on sys.path, ahead of PYTHONPATH.
+    done = subprocess.run(argv, capture_output=True, env=_environment(), cwd=SRC, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{argv[:4]} exited {done.returncode}:\n{done.stderr.decode(errors='replace')}")
     return done.stdout.decode(errors="replace")
