@@ -189,7 +189,7 @@ def stages(runs: int, lines: list[bytes], pricer: Any, bare: Callable[[], int]) 
         ],
     )
     usages = timed(
-        "resolve_usage (all of the above from the event)", lambda: [resolve_usage(e) for e in events]
+        "resolve_usage (the steps above, from the event)", lambda: [resolve_usage(e) for e in events]
     )
     pairs = list(zip(events, usages, strict=True))
     prices = timed("Pricer.price", lambda: [pricer.price(event, usage) for event, usage in pairs])
