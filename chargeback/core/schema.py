@@ -69,17 +69,19 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069
 # Usage detail objects, by the names each API uses: chat, Responses/images, realtime/transcription.
 _INPUT_DETAILS = ("prompt_tokens_details", "input_tokens_details", "input_token_details")
 _OUTPUT_DETAILS = ("completion_tokens_details", "output_tokens_details", "output_token_details")
-# Detail counts the fast path may see as 0 and still take the event (any other value goes the full way).
-_FAST_ZERO_IN = frozenset({"cached_tokens", "audio_tokens", "image_tokens"})
-_FAST_ZERO_OUT = frozenset(
+# Detail counts the fast path reads itself (any other key, e.g. ``cached_tokens_details``, goes the full way).
+_FAST_IN = frozenset({"cached_tokens", "text_tokens", "audio_tokens", "image_tokens"})
+_FAST_OUT = frozenset(
     {
         "reasoning_tokens",
+        "text_tokens",
         "audio_tokens",
         "image_tokens",
         "accepted_prediction_tokens",
         "rejected_prediction_tokens",
     }
 )
+_FAST_UNITS = frozenset({"images", "imageSize", "imageQuality", "characters", "audioSeconds"})
 
 
 @dataclass(slots=True)
@@ -265,8 +267,13 @@ def _fast_event(doc: dict[str, Any], now: datetime | None) -> Event | None:
     captured = get(_RESPONSE_CAPTURED)
     if captured is not None and type(captured) is not bool:
         return None
-    if get("billableUnits") is not None:
-        return None  # non-token calls are rare: the full validator reads them
+    raw_units = get("billableUnits")
+    units = NO_UNITS
+    if raw_units is not None:
+        read_units = _fast_units(raw_units)
+        if read_units is None:
+            return None
+        units = read_units
     raw_usage = get("usage")
     usage: ReportedUsage | None = None
     if raw_usage is not None:
@@ -315,61 +322,156 @@ def _fast_event(doc: dict[str, Any], now: datetime | None) -> Event | None:
         response_captured=captured is not False,
         usage=usage,
         tags=tags,
+        units=units,
     )
 
 
 def _fast_usage(usage: Any) -> ReportedUsage | None:
-    """``parse_usage`` for a well-formed usage object with a prompt count; None for anything else."""
+    """``parse_usage`` for a well-formed usage object with a prompt count; None for anything else.
+
+    It takes every shape ``parse_usage`` accepts from its known detail counts (cached, reasoning,
+    text, audio, image, prediction), with the same parts and checks, and transcription billed by
+    duration; a cached split (``cached_tokens_details``), realtime names, an unknown detail key or
+    any check that fails defers to the full parser, which names the fault.
+    """
     if type(usage) is not dict:
         return None
     get = usage.get
-    if "type" in usage or "input_token_details" in usage or "output_token_details" in usage:
-        return None  # transcription or realtime shapes: the full parser
+    if "type" in usage:
+        if get("type") != "duration":
+            return None
+        seconds = _fast_seconds(get("seconds"))
+        return None if seconds is None else ReportedUsage(0, 0, audio_seconds=seconds)
+    if "input_token_details" in usage or "output_token_details" in usage:
+        return None  # realtime shapes: the full parser
     prompt, inputs = get("prompt_tokens"), get("input_tokens")
     completion, output = get("completion_tokens"), get("output_tokens")
+    for value in (prompt, inputs, completion, output, get("total_tokens")):
+        if value is not None and (type(value) is not int or not 0 <= value <= MAX_TOKENS_PER_REQUEST):
+            return None
     details_in = get("prompt_tokens_details")
     if details_in is None:
         details_in = get("input_tokens_details")
     details_out = get("completion_tokens_details")
     if details_out is None:
         details_out = get("output_tokens_details")
-    cached = reasoning = None
-    if details_in is not None:
-        if type(details_in) is not dict:
-            return None
-        cached = details_in.get("cached_tokens")
-        if not _only_zero(details_in, _FAST_ZERO_IN, "cached_tokens"):
-            return None
-    if details_out is not None:
-        if type(details_out) is not dict:
-            return None
-        reasoning = details_out.get("reasoning_tokens")
-        if not _only_zero(details_out, _FAST_ZERO_OUT, "reasoning_tokens"):
-            return None
-    for value in (prompt, inputs, completion, output, get("total_tokens"), cached, reasoning):
-        if value is not None and (type(value) is not int or not 0 <= value <= MAX_TOKENS_PER_REQUEST):
-            return None
+    if details_in is None:
+        details_in = {}
+    elif type(details_in) is not dict or not _fast_counts(details_in, _FAST_IN):
+        return None
+    if details_out is None:
+        details_out = {}
+    elif type(details_out) is not dict or not _fast_counts(details_out, _FAST_OUT):
+        return None
     if prompt is None:
         prompt = inputs
         if prompt is None:
             return None  # no usable usage: the full path says so (and resolution falls through)
     if completion is None:
         completion = output or 0
-    cached = cached or 0
-    reasoning = reasoning or 0
+    if not details_in and not details_out:
+        return ReportedUsage(prompt, completion)
+    get_in, get_out = details_in.get, details_out.get
+    cached = get_in("cached_tokens") or 0
+    reasoning = get_out("reasoning_tokens") or 0
     if cached > prompt or reasoning > completion:
         return None
-    return ReportedUsage(prompt, completion, cached, reasoning)
+    audio_in = get_in("audio_tokens") or 0
+    image_in = get_in("image_tokens") or 0
+    text_in = get_in("text_tokens")
+    if audio_in + image_in > prompt or (text_in is not None and text_in + audio_in + image_in != prompt):
+        return None
+    # Cached tokens are text first; only what the text part cannot hold is audio, then image.
+    overflow = max(0, cached - (prompt - audio_in - image_in))
+    cached_audio = min(overflow, audio_in)
+    cached_image = overflow - cached_audio
+    if cached_image > image_in:
+        return None
+    if "image_tokens" in details_in and "text_tokens" in details_in and not details_out:
+        audio_out, image_out = 0, completion  # image generation: every output token is an image
+    else:
+        audio_out = get_out("audio_tokens") or 0
+        image_out = get_out("image_tokens") or 0
+        text_out = get_out("text_tokens")
+        if audio_out + image_out > completion or (
+            text_out is not None and text_out + audio_out + image_out != completion
+        ):
+            return None
+    accepted = get_out("accepted_prediction_tokens") or 0
+    rejected = get_out("rejected_prediction_tokens") or 0
+    if reasoning > completion - audio_out - image_out or accepted + rejected > completion:
+        return None
+    return ReportedUsage(
+        prompt,
+        completion,
+        cached,
+        reasoning,
+        audio_in,
+        image_in,
+        cached_audio,
+        cached_image,
+        audio_out,
+        image_out,
+        accepted,
+        rejected,
+    )
 
 
-def _only_zero(details: dict[str, Any], allowed: frozenset[str], counted: str) -> bool:
-    """True when every detail but ``counted`` is a known modality or prediction count of 0 (or null)."""
+def _fast_counts(details: dict[str, Any], allowed: frozenset[str]) -> bool:
+    """True when every key is one of ``allowed`` and every count is null or within the token limit."""
     for key, value in details.items():
-        if key != counted and (
-            key not in allowed or (value is not None and (type(value) is not int or value))
+        if key not in allowed or (
+            value is not None and (type(value) is not int or not 0 <= value <= MAX_TOKENS_PER_REQUEST)
         ):
             return False
     return True
+
+
+def _fast_seconds(value: Any) -> Decimal | None:
+    """``_seconds`` for a present, valid duration (an int or a finite float in range); else None."""
+    if type(value) is int:
+        return Decimal(value) if 0 <= value <= MAX_AUDIO_SECONDS else None
+    # A float's shortest repr rounds back to it, so it is in range exactly when the float is
+    # (NaN and the infinities fail the comparison).
+    if type(value) is float and 0 <= value <= MAX_AUDIO_SECONDS:
+        return Decimal(repr(value))
+    return None
+
+
+def _fast_units(units: Any) -> BillableUnits | None:
+    """``parse_units`` for a well-formed ``billableUnits`` of known fields; None for anything else."""
+    if type(units) is not dict:
+        return None
+    get = units.get
+    for key in units:
+        if key not in _FAST_UNITS:
+            return None
+    images, characters = get("images"), get("characters")
+    if images is None:
+        images = 0
+    elif type(images) is not int or not 0 <= images <= MAX_IMAGES_PER_REQUEST:
+        return None
+    if characters is None:
+        characters = 0
+    elif type(characters) is not int or not 0 <= characters <= MAX_CHARACTERS_PER_REQUEST:
+        return None
+    size, quality = get("imageSize"), get("imageQuality")
+    for value in (size, quality):
+        # isprintable() is false for every control, separator, bidi control and surrogate.
+        if value is not None and (type(value) is not str or len(value) > 64 or not value.isprintable()):
+            return None
+    seconds = get("audioSeconds")
+    if seconds is not None:
+        seconds = _fast_seconds(seconds)
+        if seconds is None:
+            return None
+    return BillableUnits(
+        images=images,
+        image_size=size.strip().lower() if size is not None else "",
+        image_quality=quality.strip().lower() if quality is not None else "",
+        characters=characters,
+        audio_seconds=seconds,
+    )
 
 
 def _validate_event(doc: dict[str, Any], now: datetime | None) -> Event:
@@ -461,7 +563,7 @@ def _short_string(container: dict[str, Any], name: str, where: str) -> str:
         return ""
     if not isinstance(value, str):
         raise RejectedEvent(Reason.WRONG_TYPE, f"{where}.{name} must be a string", field=f"{where}.{name}")
-    if len(value) > 64 or _CONTROL.search(value) or _SURROGATE.search(value):
+    if len(value) > 64 or (not value.isprintable() and (_CONTROL.search(value) or _SURROGATE.search(value))):
         raise RejectedEvent(
             Reason.INVALID_VALUE,
             f"{where}.{name} is longer than 64 or holds control characters",
@@ -514,6 +616,8 @@ def check_text(value: str, name: str, limit: int) -> str:
         raise RejectedEvent(
             Reason.VALUE_TOO_LONG, f"{name} is {len(value)} characters; at most {limit}", field=name
         )
+    if value.isprintable():  # false for every surrogate and control below: most text stops here
+        return value
     if (found := _SURROGATE.search(value)) is not None:
         raise RejectedEvent(
             Reason.UNENCODABLE_TEXT,
