@@ -508,19 +508,76 @@ def test_the_runner_returns_what_duckdb_kql_execute_returns(name: str, october_s
     _frames_equal(LocalKqlRunner(october_store.connection).run_text(query, name=name), expected)
 
 
-def test_a_query_is_translated_once_per_text_and_schema(october_store: Any) -> None:
-    """A second run of the same bound text reuses the SQL; another month or a new column translates anew."""
+def test_a_package_query_runs_the_shipped_sql_for_any_month(october_store: Any) -> None:
+    """On a store's schema every month runs the shipped SQL; another table translates once, then reuses it."""
     from chargeback.edges.kqlrun import translate
 
     runner = LocalKqlRunner(october_store.connection)
     translate.cache_clear()
     first = runner.records("monthly_rollup", MONTH)
-    assert runner.records("monthly_rollup", MONTH) == first
-    assert (translate.cache_info().hits, translate.cache_info().misses) == (1, 1)
     runner.records("monthly_rollup", {"MonthStart": END, "MonthEnd": datetime(2026, 12, 1, tzinfo=UTC)})
+    assert (translate.cache_info().hits, translate.cache_info().misses) == (0, 0)
     october_store.connection.execute('CREATE TABLE "Unrelated" ("A" INTEGER)')
     assert runner.records("monthly_rollup", MONTH) == first
-    assert (translate.cache_info().hits, translate.cache_info().misses) == (1, 3)
+    assert runner.records("monthly_rollup", MONTH) == first
+    assert (translate.cache_info().hits, translate.cache_info().misses) == (1, 1)
+
+
+def test_the_shipped_translations_are_the_kql_files_translated() -> None:
+    """translated.json is exactly what the .kql files translate to now (else: regenerate it)."""
+    from chargeback.edges.kqlrun import (
+        TRANSLATIONS,
+        build_translations,
+        query_root,
+        render_translations,
+        store_tables,
+    )
+
+    shipped = query_root().joinpath(TRANSLATIONS).read_text(encoding="utf-8")
+    assert shipped == render_translations(build_translations(store_tables())), (
+        "chargeback/kql/translated.json is stale: run `python -m chargeback.edges.kqlrun`"
+    )
+
+
+def test_the_shipped_translations_cover_the_store_queries() -> None:
+    """Each store query ships for each Deduplicate value; the gateway join and workbook do not."""
+    import json
+
+    from chargeback.edges.kqlrun import TRANSLATIONS, query_root
+
+    entries = json.loads(query_root().joinpath(TRANSLATIONS).read_text(encoding="utf-8"))["translations"]
+    shipped = {(entry["query"], tuple(sorted(entry["bools"].items()))) for entry in entries.values()}
+    assert ("monthly_rollup", (("Deduplicate", False),)) in shipped
+    assert ("monthly_rollup", (("Deduplicate", True),)) in shipped
+    assert ("stream_estimates", ()) in shipped
+    assert not any(name == "gateway_llm_usage" or "/" in name for name, _ in shipped)
+
+
+def test_bind_local_declares_values_and_keeps_bools_as_literals() -> None:
+    """The local text declares the month as query parameters (values apart) and binds Deduplicate as a let."""
+    from chargeback.edges.kqlrun import bind_local
+
+    text = "// Parameters: MonthStart:datetime, Who:string, Deduplicate:bool = true\nT"
+    query, values = bind_local(text, {"MonthStart": START, "Who": 'a"b'})
+    assert (
+        query
+        == f"declare query_parameters(MonthStart:datetime, Who:string);\nlet Deduplicate = true;\n{text}"
+    )
+    assert values == {"MonthStart": START, "Who": 'a"b'}
+    with pytest.raises(ConfigError):
+        bind_local(text, {"MonthStart": "2026-10-01", "Who": "x"})
+
+
+@pytest.mark.parametrize("name", [name for name in QUERIES if "/" not in name])
+def test_the_declared_parameters_give_the_let_bound_rows(name: str, october_store: Any) -> None:
+    """A package query run with its values as query parameters returns what the let-bound text returns."""
+    from chargeback.edges.gatewaylog import create_gateway_tables
+
+    create_gateway_tables(october_store.connection)
+    params = params_for(load_query(name))
+    runner = LocalKqlRunner(october_store.connection)
+    expected = runner.run_text(bind(load_query(name), params), name=name)
+    _frames_equal(runner.run(name, params), expected)
 
 
 def test_the_translation_is_deterministic() -> None:

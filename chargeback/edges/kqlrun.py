@@ -24,6 +24,18 @@ table cannot hold a RequestId twice and the dedupe (a hash of every RequestId of
 only cost time and memory. A caller may force true; asking for false where the key does not
 guarantee it is an error.
 
+Locally the month is a value, not text: ``LocalKqlRunner`` declares the non-bool parameters as
+``declare query_parameters(...)`` (duckdb-kql binds them as DuckDB prepared-statement values; the
+scan still prunes row groups on them) and keeps the bools as ``let`` literals (``Deduplicate =
+false`` must be a constant for DuckDB to fold the dedupe legs away). The SQL is then the same for
+every month, so it ships with the package: ``chargeback/kql/translated.json`` holds duckdb-kql's
+translation of each top-level query (each value of its bools) over a fresh store's schema, keyed by
+the hash of the KQL text, the tables' columns and the duckdb-kql version. A run whose key is there
+uses it (no ANTLR parse, ~0.3 s of a cold process); anything else (another duckdb-kql, a changed
+table) translates as before, cached per process. ``python -m chargeback.edges.kqlrun`` writes the
+file from the ``.kql`` files, and a test regenerates it and fails if it differs: the ``.kql`` text
+stays the one source, and Log Analytics still runs it with ``let`` bindings.
+
 Results come back as a pandas DataFrame (imported lazily: the Functions host times module import),
 or with ``records`` as a list of dicts, without pandas (importing it is a quarter of a second of the
 rollup command, whose small result is regrouped in Python anyway).
@@ -34,6 +46,9 @@ in KQL; a partial result (row limit, timeout) is an error, never a silently shor
 from __future__ import annotations
 
 import functools
+import hashlib
+import itertools
+import json
 import logging
 import re
 from collections.abc import Iterator, Mapping
@@ -57,6 +72,7 @@ _PARAM = re.compile(
     r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*:\s*(?P<type>[a-z]+)(?:\s*=\s*(?P<default>[A-Za-z0-9_.+-]+))?$"
 )
 _TYPES = frozenset({"datetime", "string", "bool", "long", "int", "real"})
+TRANSLATIONS = "translated.json"  # in chargeback/kql/: the shipped local translations
 DEDUPLICATE = "Deduplicate"  # the runner-owned parameter: dedupe AOAIChargeback_CL on RequestId
 USAGE_TABLE_NAME = "AOAIChargeback_CL"
 
@@ -158,6 +174,40 @@ def bind(text: str, params: Mapping[str, ParamValue]) -> str:
     return "\n".join([*lets, text]) if lets else text
 
 
+def bind_local(text: str, params: Mapping[str, ParamValue]) -> tuple[str, dict[str, ParamValue]]:
+    """The query for duckdb-kql: bools as ``let`` literals, the rest declared as query parameters.
+
+    Returns the text (the same for every value of the declared parameters) and those values by name.
+    """
+    declared = declared_parameters(text)
+    params = {**parameter_defaults(text), **params}
+    missing = sorted(set(declared) - set(params))
+    if missing:
+        raise ConfigError(f"KQL query needs parameter(s) {', '.join(missing)}")
+    values = {name: params[name] for name, kind in declared.items() if kind != "bool"}
+    for name, kind in declared.items():
+        kql_literal(params[name], kind)  # the same type checks as bind's
+    head = [f"declare query_parameters({', '.join(f'{name}:{declared[name]}' for name in values)});"]
+    lets = [
+        f"let {name} = {kql_literal(params[name], kind)};"
+        for name, kind in declared.items()
+        if kind == "bool"
+    ]
+    return "\n".join([*head[: 1 if values else 0], *lets, text]), values
+
+
+def _sql_value(value: ParamValue, kind: str) -> Any:
+    """A declared parameter's value as DuckDB binds it (duckdb-kql's coercion: naive UTC, float)."""
+    if kind == "datetime":
+        assert isinstance(value, datetime)  # checked by kql_literal
+        return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+    if kind == "string":
+        return str(value)
+    if kind == "real":
+        return float(value)  # type: ignore[arg-type]
+    return value
+
+
 class KqlRunner(Protocol):
     """Runs a named package query with parameters and returns its one result table."""
 
@@ -185,7 +235,8 @@ class LocalKqlRunner:
 
         ``Deduplicate`` is bound false when the table's primary key already makes RequestIds unique.
         """
-        return self.run_text(self._bind(name, params), name=name)
+        frame: pd.DataFrame = self._run_named(name, params, lambda cursor: cursor.df())
+        return frame
 
     def records(
         self, name: str, params: Mapping[str, ParamValue], *, window: tuple[datetime, datetime] | None = None
@@ -196,14 +247,16 @@ class LocalKqlRunner:
             columns = [column[0] for column in cursor.description or ()]
             return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
 
-        result: list[dict[str, Any]] = self._execute(self._bind(name, params), name, fetch)
+        result: list[dict[str, Any]] = self._run_named(name, params, fetch)
         return result
 
-    def _bind(self, name: str, params: Mapping[str, ParamValue]) -> str:
+    def _run_named(self, name: str, params: Mapping[str, ParamValue], fetch: Any) -> Any:
+        """A package query as ``bind_local`` words it, its SQL shipped or translated (``translation``)."""
         text = load_query(name)
         if DEDUPLICATE in declared_parameters(text):
             params = {**params, DEDUPLICATE: self._deduplicate(name, params.get(DEDUPLICATE))}
-        return bind(text, params)
+        query, values = bind_local(text, params)
+        return self._execute(query, name, fetch, values)
 
     def unique_request_ids(self) -> bool:
         """Whether ``AOAIChargeback_CL``, as a query resolves it, has ``RequestId`` as its primary key.
@@ -244,43 +297,175 @@ class LocalKqlRunner:
         frame: pd.DataFrame = self._execute(query, name, lambda cursor: cursor.df())
         return frame
 
-    def _execute(self, query: str, name: str, fetch: Any) -> Any:
-        """``duckdb_kql.execute``'s steps, with the translation cached (``translate``)."""
-        from duckdb_kql.engine import schema
+    def _execute(
+        self, query: str, name: str, fetch: Any, values: Mapping[str, ParamValue] | None = None
+    ) -> Any:
+        """``duckdb_kql.execute``'s steps, with the translation shipped or cached (``translation``).
 
+        Free text (``values`` None) is translated over every table duckdb-kql sees (database-qualified
+        names too), as ``duckdb_kql.execute`` does; a package query over the current database's
+        tables (``local_tables``: its text never names another database), which is what lets its
+        translation be keyed without the database's name and shipped.
+        """
         cursor = self.connection.cursor()  # its own connection to the database: safe beside writers
         try:
             cursor.execute("SET TimeZone='UTC'")  # KQL datetimes are UTC (as duckdb_kql.execute sets it)
-            tables = tuple((table, tuple(columns)) for table, columns in schema(cursor).items())
-            sql, parameters = translate(query, tables)
-            return fetch(cursor.execute(sql, dict(parameters)) if parameters else cursor.execute(sql))
+            if values is None:
+                from duckdb_kql.engine import schema
+
+                tables = tuple((table, tuple(columns)) for table, columns in schema(cursor).items())
+                sql, slots, fixed = translate(query, tables)
+            else:
+                sql, slots, fixed = translation(query, local_tables(cursor))
+            arguments = dict(fixed)
+            for parameter, slot, kind in slots:
+                arguments[slot] = _sql_value((values or {})[parameter], kind)
+            return fetch(cursor.execute(sql, arguments) if arguments else cursor.execute(sql))
         except Exception as exc:  # duckdb-kql and DuckDB raise their own trees; surface them as one
             raise QueryError(f"KQL query {name} failed locally: {type(exc).__name__}: {exc}") from exc
         finally:
             cursor.close()
 
 
+Tables = tuple[tuple[str, tuple[str, ...]], ...]
+# (SQL, (KQL name, DuckDB placeholder, KQL type) of each declared parameter the SQL reads, values
+# duckdb-kql bound while translating, such as now()'s clock).
+Translation = tuple[str, tuple[tuple[str, str, str], ...], tuple[tuple[str, Any], ...]]
+
+
+def local_tables(cursor: Any) -> Tables:
+    """The current database's tables and their columns, as duckdb-kql's ``schema`` names them bare."""
+    rows = cursor.execute(
+        "SELECT table_name, column_name FROM information_schema.columns "
+        "WHERE table_catalog = current_database() ORDER BY table_name, ordinal_position"
+    ).fetchall()
+    return tuple(
+        (table, tuple(column for _, column in group))
+        for table, group in itertools.groupby(rows, key=lambda row: row[0])
+    )
+
+
 @functools.lru_cache(maxsize=64)
-def translate(
-    query: str, tables: tuple[tuple[str, tuple[str, ...]], ...]
-) -> tuple[str, tuple[tuple[str, Any], ...]]:
-    """DuckDB SQL and parameter values of KQL text over tables (name, columns), cached per process.
+def translate(query: str, tables: Tables) -> Translation:
+    """DuckDB SQL of KQL text over tables (name, columns), cached per process.
 
     duckdb-kql's translation (an ANTLR parser in Python) is a pure function of the text and the
     tables' columns: ~0.15 s for monthly_rollup.kql once warm, ~0.3 s the first time in a process. A
-    process that runs a query again (a warm Function worker, a report after a rollup, the same month
-    re-run) reuses the SQL; the key is the whole bound text and schema, so a changed query, parameter
-    value or table is translated afresh.
+    process that runs a query again (a warm Function worker, a report after a rollup) reuses the SQL;
+    the key is the whole text and schema, so a changed query or table is translated afresh. Declared
+    parameters are left as placeholders (their values are bound at execution); any other unbound
+    name is refused, as ``duckdb_kql.execute`` refuses it.
     """
     import duckdb_kql
     from duckdb_kql.errors import KqlSchemaError
 
     translated = duckdb_kql.to_sql(query, schema={table: list(columns) for table, columns in tables})
-    if translated.unbound:  # as duckdb_kql.execute refuses it
-        raise KqlSchemaError(
-            ", ".join(translated.unbound), hint="declared query parameter with no value and no default"
-        )
-    return str(translated), tuple(translated.parameters.items())
+    declared = {declaration.name for declaration in translated.declarations}
+    unbound = [name for name in translated.unbound if name not in declared]
+    if unbound:
+        raise KqlSchemaError(", ".join(unbound), hint="declared query parameter with no value and no default")
+    slots = tuple(
+        (declaration.name, declaration.slot, declaration.type)
+        for declaration in translated.declarations
+        if declaration.slot in translated.slots
+    )
+    return str(translated), slots, tuple(translated.parameters.items())
+
+
+@functools.lru_cache(maxsize=1)
+def translator_version() -> str:
+    """The installed duckdb-kql's version (part of a shipped translation's key)."""
+    from importlib.metadata import version
+
+    return version("duckdb-kql")
+
+
+def translation_key(query: str, tables: Tables) -> str:
+    """SHA-256 of the duckdb-kql version, the KQL text and the tables' columns."""
+    text = json.dumps([translator_version(), query, [[table, list(columns)] for table, columns in tables]])
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def shipped_translations() -> dict[str, Translation]:
+    """``chargeback/kql/translated.json`` by key (empty when the file is absent)."""
+    try:
+        document = json.loads(query_root().joinpath(TRANSLATIONS).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    return {
+        key: (entry["sql"], tuple((name, slot, kind) for name, slot, kind in entry["slots"]), ())
+        for key, entry in document["translations"].items()
+    }
+
+
+def translation(query: str, tables: Tables) -> Translation:
+    """The shipped translation of ``query`` over ``tables`` if the package has it, else ``translate``'s."""
+    shipped = shipped_translations().get(translation_key(query, tables))
+    return shipped if shipped is not None else translate(query, tables)
+
+
+def build_translations(tables: Tables) -> dict[str, Any]:
+    """The document ``translated.json`` holds: every top-level query, each value of its bools.
+
+    Keys and SQL are what ``LocalKqlRunner`` computes at run time over ``tables`` (a fresh store's).
+    A query that reads a table the store does not have (the APIM gateway logs) is left out: it
+    translates where it runs, over the tables it finds.
+    """
+    from duckdb_kql.errors import KqlSchemaError
+
+    translations: dict[str, Any] = {}
+    for name, _ in query_files():
+        if "/" in name:  # the workbook's queries run in the workbook (and read now()); not shipped
+            continue
+        text = load_query(name)
+        declared = declared_parameters(text)
+        bools = [parameter for parameter, kind in declared.items() if kind == "bool"]
+        samples: dict[str, ParamValue] = {
+            parameter: datetime(2000, 1, 1, tzinfo=UTC) if kind == "datetime" else 0
+            for parameter, kind in declared.items()
+        }
+        for choice in itertools.product((False, True), repeat=len(bools)):
+            values = {**samples, **dict(zip(bools, choice, strict=True))}
+            for parameter, kind in declared.items():
+                if kind == "string":
+                    values[parameter] = ""
+            query, _ = bind_local(text, values)
+            try:
+                sql, slots, fixed = translate(query, tables)
+            except KqlSchemaError as exc:
+                if "unknown table" not in str(exc):
+                    raise
+                break
+            if fixed:
+                raise ConfigError(f"KQL query {name}: its translation binds values ({fixed}); cannot ship it")
+            translations[translation_key(query, tables)] = {
+                "query": name,
+                "bools": dict(zip(bools, choice, strict=True)),
+                "slots": [list(slot) for slot in slots],
+                "sql": sql,
+            }
+    return {"duckdb-kql": translator_version(), "translations": translations}
+
+
+def store_tables() -> Tables:
+    """The tables of a fresh local store (``DuckDBStore``), as ``local_tables`` reads them."""
+    from chargeback.edges.store import DuckDBStore
+
+    store = DuckDBStore(":memory:")
+    try:
+        cursor = store.connection.cursor()
+        try:
+            return local_tables(cursor)
+        finally:
+            cursor.close()
+    finally:
+        store.close()
+
+
+def render_translations(document: Mapping[str, Any]) -> str:
+    """``translated.json``'s text: sorted keys, one entry per line group, a final newline."""
+    return json.dumps(document, indent=1, sort_keys=True) + "\n"
 
 
 class LogAnalyticsKqlRunner:
@@ -354,3 +539,11 @@ class LogAnalyticsKqlRunner:
         table = response.tables[0]
         columns = [getattr(column, "name", column) for column in table.columns]
         return columns, [list(row) for row in table.rows]
+
+
+if __name__ == "__main__":  # python -m chargeback.edges.kqlrun: write chargeback/kql/translated.json
+    from pathlib import Path
+
+    target = Path(__file__).resolve().parent.parent / "kql" / TRANSLATIONS
+    target.write_text(render_translations(build_translations(store_tables())), encoding="utf-8")
+    print(f"wrote {target}")
