@@ -134,6 +134,8 @@ def test_wrong_types_are_rejected(overrides: dict[str, Any]):
         "2026-02-30T00:00:00Z",
         "2019-12-31T23:59:59Z",
         "2026-11-03T00:00:00Z",
+        "9999-12-31T23:59:59-01:00",  # past datetime's range once in UTC (OverflowError)
+        "0001-01-01T00:00:00+01:00",
     ],
 )
 def test_bad_timestamps_are_rejected(timestamp: str):

@@ -247,7 +247,7 @@ def _fast_event(doc: dict[str, Any], now: datetime | None) -> Event | None:
         return None
     try:
         timestamp = datetime.fromisoformat(stamp).astimezone(UTC)
-    except ValueError:
+    except (ValueError, OverflowError):  # not a real date, or past datetime's range in UTC
         return None
     if timestamp < EARLIEST_TIMESTAMP or (now is not None and timestamp > now + MAX_CLOCK_SKEW):
         return None
@@ -656,7 +656,7 @@ def _timestamp(doc: dict[str, Any], now: datetime | None) -> datetime:
         )
     try:
         parsed = datetime.fromisoformat(value).astimezone(UTC)
-    except ValueError:
+    except (ValueError, OverflowError):  # year 9999 west of UTC, year 1 east of it: not a real date
         raise RejectedEvent(
             Reason.BAD_TIMESTAMP, f"timestamp {value!r} is not a real date", field="timestamp"
         ) from None
