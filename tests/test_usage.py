@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chargeback.core.schema import BillableUnits, Event, ReportedUsage
+from chargeback.core import usage as usage_mod
+from chargeback.core.schema import NO_UNITS, BillableUnits, Event, ReportedUsage
 from chargeback.core.tokens import CL100K_BASE, O200K_BASE, get_encoding
 from chargeback.core.usage import (
     AWAITING_GATEWAY,
@@ -779,3 +780,35 @@ def test_a_cut_without_the_policys_flag_is_only_read_up_to_the_cut() -> None:
         make(request_body=full[: full.index("how")], response_body=sse(delta(content="Fine")))
     )
     assert usage.prompt_tokens < 100
+
+
+@pytest.mark.parametrize("status", [200, 299, 429])
+@pytest.mark.parametrize(
+    "units",
+    [
+        NO_UNITS,
+        BillableUnits(images=2, image_size="1024x1024", image_quality="hd"),
+        BillableUnits(characters=5579),
+        BillableUnits(audio_seconds=Decimal("12.7")),
+    ],
+)
+@pytest.mark.parametrize(
+    "reported",
+    [
+        ReportedUsage(100, 20, 10, 5),
+        ReportedUsage(41, 4160, image_prompt_tokens=0, image_completion_tokens=4160),
+        ReportedUsage(508, 377, audio_prompt_tokens=120, audio_completion_tokens=300),
+        ReportedUsage(0, 0, audio_seconds=Decimal(11)),
+    ],
+)
+def test_reported_usage_takes_units_as_with_units_adds_them(
+    reported: ReportedUsage, units: BillableUnits, status: int
+) -> None:
+    """Reported counts with billableUnits resolve to what _with_units makes of them, units on 2xx only."""
+    event = Event(
+        request_id="r", timestamp=datetime(2026, 10, 1, tzinfo=UTC), subscription_id="s",
+        deployment="d", status_code=status, usage=reported, units=units,
+    )  # fmt: skip
+    plain = usage_mod._from_reported(reported, UsageSource.REPORTED)
+    expected = usage_mod._with_units(event, plain) if units is not NO_UNITS and status < 300 else plain
+    assert resolve_usage(event) == expected

@@ -37,7 +37,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final
 
-from chargeback.core.schema import NO_UNITS, Event, ReportedUsage, parse_usage
+from chargeback.core.schema import NO_UNITS, BillableUnits, Event, ReportedUsage, parse_usage
 from chargeback.core.sse import StreamContent, looks_like_sse, parse_stream, read_stream
 from chargeback.core.tokens import (
     TokenCount,
@@ -116,6 +116,11 @@ NOTHING_CONSUMED: Final = Usage(0, 0, 0, 0, UsageSource.ESTIMATED)
 
 def resolve_usage(event: Event) -> Usage:
     """Resolve the usage of one validated event: reported, stream-usage, recounted or estimated."""
+    if event.usage is not None:
+        # Reported counts with the policy's units (2xx only) in one Usage: what _with_units makes
+        # of _from_reported's, without building a frozen 17-field Usage twice.
+        units = event.units if 200 <= event.status_code <= 299 else NO_UNITS
+        return _from_reported(event.usage, UsageSource.REPORTED, units)
     usage = _resolve_tokens(event)
     units = event.units
     if units is NO_UNITS or not 200 <= event.status_code <= 299:
@@ -172,7 +177,9 @@ def _with_units(event: Event, usage: Usage) -> Usage:
     return replace(usage, images=images, characters=units.characters, audio_seconds=seconds, source=source)
 
 
-def _from_reported(usage: ReportedUsage, source: UsageSource) -> Usage:
+def _from_reported(usage: ReportedUsage, source: UsageSource, units: BillableUnits = NO_UNITS) -> Usage:
+    """Reported counts as a Usage, with ``units`` added as ``_with_units`` adds them (source kept)."""
+    seconds = usage.audio_seconds
     return Usage(
         usage.prompt_tokens,
         usage.completion_tokens,
@@ -187,7 +194,9 @@ def _from_reported(usage: ReportedUsage, source: UsageSource) -> Usage:
         image_completion_tokens=usage.image_completion_tokens,
         accepted_prediction_tokens=usage.accepted_prediction_tokens,
         rejected_prediction_tokens=usage.rejected_prediction_tokens,
-        audio_seconds=usage.audio_seconds,
+        images=units.images if usage.image_completion_tokens == 0 else 0,
+        characters=units.characters,
+        audio_seconds=seconds if seconds is not None else units.audio_seconds,
     )
 
 
