@@ -164,3 +164,37 @@ def test_the_keyed_store_rollup_skips_the_dedupe_and_equals_the_deduplicated_one
     assert skipped.rate_card_versions == deduped.rate_card_versions
     ptu = DeploymentMap.load(october_store.config["deployments"]).ptu_deployments()
     assert build_statement(skipped, {}, ptu).focus == build_statement(deduped, {}, ptu).focus
+
+
+def _text_record(**modality: Any) -> dict[str, Any]:
+    """A result record of the text leg (modality columns null), with ``modality`` overriding."""
+    from chargeback.jobs.rollup import _METER_COLUMNS
+
+    record: dict[str, Any] = dict.fromkeys(
+        column for columns in _METER_COLUMNS.values() for column in columns
+    )
+    record.update(
+        SubscriptionId="s", SubscriptionName="S", Model="gpt-4o", DeploymentType="global", PtuDeployment="",
+        PricingStatus="priced", Currency="USD", UsageSource="reported", Region="", TagsText="",
+        InputPricePer1M=2.5, CachedInputPricePer1M=None, OutputPricePer1M=10.0, Requests=2,
+        PromptTokens=300, CachedTokens=0, InputTokens=300, CompletionTokens=100, ReasoningTokens=0,
+        InputCost=0.00075, CachedInputCost=0.0, OutputCost=0.001,
+    )  # fmt: skip
+    record.update(modality)
+    return record
+
+
+def test_a_text_line_has_the_text_meters_and_a_modality_quantity_adds_its_meter() -> None:
+    """Null modality columns give only the text meters; a modality quantity adds its meter, a zero none."""
+    from chargeback.jobs.rollup import RollupLine
+
+    text = RollupLine.from_record(_text_record())
+    assert [meter for meter, *_ in text.meters] == ["input", "output"]
+    assert text.meter("input") == (300, Decimal("0.00075"), Decimal("2.5"))
+    audio = RollupLine.from_record(
+        _text_record(
+            AudioSecondsQuantity=90.0, AudioSecondsCost=0.15, AudioSecondsPrice=6.0, ImagesQuantity=0
+        )
+    )
+    assert [meter for meter, *_ in audio.meters] == ["input", "output", "audio-seconds"]
+    assert audio.meter("audio-seconds") == (Decimal("90.0"), Decimal("0.15"), Decimal("6"))

@@ -76,6 +76,9 @@ _METER_COLUMNS: dict[str, tuple[str, str, str]] = {
     "characters": ("CharactersQuantity", "CharactersCost", "CharactersPrice"),
 }
 
+# Their quantity columns: a line where every one is null (the text leg of the query) has no such meter.
+_QUANTITY_COLUMNS = tuple(quantity for quantity, _, _ in _METER_COLUMNS.values())
+
 
 def meter_cost(meter: str, quantity: int | Decimal, unit_price: Decimal) -> Decimal:
     """Quantity (in the meter's counting unit) x unit price, exactly for every meter but seconds."""
@@ -244,6 +247,8 @@ def _line_meters(record: Mapping[str, Any]) -> tuple[tuple[str, int | Decimal, D
         if quantity:
             cost = to_decimal(get(cost_column) if split else get(total_cost_column))
             meters.append((meter, quantity, cost, to_price(get(price_column))))
+    if all(get(column) is None for column in _QUANTITY_COLUMNS):  # a text-only line (nearly all)
+        return tuple(meters)
     for meter, (quantity_column, cost_column, price_column) in _METER_COLUMNS.items():
         raw = get(quantity_column)
         amount: int | Decimal = to_decimal(raw) if meter == "audio-seconds" else to_int(raw)
