@@ -338,8 +338,8 @@ def meter_charges(rollup: Rollup) -> list[MeterCharge]:
     for line in rollup.lines:
         if line.pricing_status not in CHARGED_STATUSES:
             continue
-        for meter in METERS:
-            tokens, cost, price = line.meter(meter)
+        # Only the meters the line has (a quantity); the charges are sorted on their whole key below.
+        for meter, tokens, cost, price in line.meters:
             if tokens <= 0:
                 continue
             key = (
