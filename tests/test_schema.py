@@ -136,6 +136,8 @@ def test_wrong_types_are_rejected(overrides: dict[str, Any]):
         "2026-11-03T00:00:00Z",
         "9999-12-31T23:59:59-01:00",  # past datetime's range once in UTC (OverflowError)
         "0001-01-01T00:00:00+01:00",
+        "2026-10-20T10:15:30+00:60",  # no such offset (fromisoformat reads it as +01:00)
+        "2026-10-20T10:15:30.1234567-01:99",
     ],
 )
 def test_bad_timestamps_are_rejected(timestamp: str):

@@ -40,7 +40,8 @@ EARLIEST_TIMESTAMP = datetime(2020, 1, 1, tzinfo=UTC)
 USAGE_TABLE = "AOAIChargeback_CL"
 ALERTS_TABLE = "AOAIChargebackAlerts_CL"
 
-_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,7})?(Z|[+-]\d{2}:\d{2})")
+# An offset's minutes are 00-59 (fromisoformat would read +00:60 as +01:00 and +00:99 as 1h39m).
+_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,7})?(Z|[+-]\d{2}:[0-5]\d)")
 _REQUIRED_STRINGS = ("requestId", "subscriptionId", "deployment")
 _OPTIONAL_STRINGS = (
     "subscriptionName",
