@@ -530,3 +530,14 @@ def invoice_and_report(settings: Settings, month: str, version: int, workdir: Pa
     console.print(
         f"\n[bold]Report[/bold] (open it in a browser, works offline): {report.location}", soft_wrap=True
     )
+    # The demo priced with its own rate card and deployments map (no PTU deployment); the other
+    # commands default to the shipped examples, whose map has an idle PTU deployment: a rollup of
+    # this month without --deployments would publish a new version with that PTU line.
+    console.print(
+        f"\nThis month was priced with the demo's own config: pass --deployments "
+        f"{settings.deployments_path} to rollup, report and reconcile (and --rate-card "
+        f"{settings.rate_card_path} to ingest and replay) to repeat its numbers, e.g. "
+        f"chargeback rollup --month {month} --deployments {settings.deployments_path}",
+        soft_wrap=True,
+        markup=False,
+    )

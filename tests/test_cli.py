@@ -213,6 +213,25 @@ def test_demo_ends_with_the_invoice_reconciled_to_the_cent_and_the_report(
     assert "bypassed-apim" in html
 
 
+def test_the_rollup_the_demo_prints_publishes_nothing_new(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+):
+    """demo: the follow-up command it prints (its own deployments map) finds the statement unchanged."""
+    import shlex
+
+    monkeypatch.chdir(tmp_path)
+    db, out = str(tmp_path / "demo.duckdb"), str(tmp_path / "exports")
+    args = ["demo", "--events", "300", "--month", "2026-10", "--db", db, "--out", out]
+    assert main([*args, "--deadletter", str(tmp_path / "dl")]) == 0
+    printed = capsys.readouterr().out
+    command = printed[printed.index("chargeback rollup --month") :].split("\n")[0]
+    argv = shlex.split(command)[1:]
+    assert "--deployments" in argv
+    assert main([*argv, "--db", db, "--out", out]) == 0
+    assert "unchanged, already published" in " ".join(capsys.readouterr().out.split())
+    assert not list((tmp_path / "exports").glob("*.v2.*"))
+
+
 @pytest.mark.parametrize(
     ("argv", "says"),
     [
