@@ -63,6 +63,23 @@ def test_rejection_keeps_the_message_and_names_the_field(pricer):
     assert (outcome.reason, outcome.field, outcome.message.body) == (Reason.WRONG_TYPE, "statusCode", body)
 
 
+def test_a_refused_event_names_the_request_id_it_claims(pricer):
+    """A refused event keeps its body's requestId on the rejection, so its dead-letter can be found."""
+    body = to_body(make_event(requestId="req-42", statusCode="oops"))
+    outcome = process_message(Message(body, SRC), pricer, NOW)
+    assert isinstance(outcome, Rejection)
+    assert outcome.request_id == "req-42"
+
+
+@pytest.mark.parametrize("claimed", [None, 42, "", "   ", "a\x00b", "\u202eevil", "x" * 257])
+def test_a_refused_event_names_no_request_id_the_contract_would_refuse(pricer, claimed: Any):
+    """A missing, mistyped, blank, control-bearing or over-long requestId is not repeated on the rejection."""
+    body = to_body(make_event(requestId=claimed, statusCode="oops"))
+    outcome = process_message(Message(body, SRC), pricer, NOW)
+    assert isinstance(outcome, Rejection)
+    assert outcome.request_id == ""
+
+
 def test_batch_has_one_outcome_per_message_in_order(pricer):
     """Good and bad messages are split, none dropped, none doubled."""
     bodies = [to_body(make_event()), b"garbage", to_body(make_event(usage={"prompt_tokens": -1}))]

@@ -19,7 +19,14 @@ from functools import cache
 from typing import Any
 
 from chargeback.core.pricing import TEXT_METERS, Price, Pricer, PricingStatus
-from chargeback.core.schema import USAGE_TABLE, Event, parse_event, table_columns
+from chargeback.core.schema import (
+    MAX_ID_LENGTH,
+    USAGE_TABLE,
+    Event,
+    decode_body,
+    table_columns,
+    validate_event,
+)
 from chargeback.core.usage import Usage, UsageSource, resolve_usage
 from chargeback.errors import ChargebackError, Reason, RejectedEvent
 
@@ -272,6 +279,17 @@ def _real_columns() -> frozenset[str]:
     return frozenset(column.name for column in table_columns(USAGE_TABLE) if column.type == "real")
 
 
+def claimed_request_id(doc: dict[str, Any]) -> str:
+    """The body's ``requestId`` if it is one the contract would take, else "" (never hostile text).
+
+    A refused event's dead-letter names it, so "why was request X not charged?" has an answer.
+    """
+    value = doc.get("requestId")
+    if type(value) is not str or not 0 < len(value) <= MAX_ID_LENGTH:
+        return ""
+    return value if value.isprintable() and not value.isspace() else ""
+
+
 def process_message(message: Message, pricer: Pricer, now: datetime | None = None) -> Charge | Rejection:
     """One message to one outcome. Never raises: an unforeseen fault is an ``internal-error`` rejection.
 
@@ -284,7 +302,9 @@ def process_message(message: Message, pricer: Pricer, now: datetime | None = Non
         if message.source.kind == ROW_SOURCE:
             row = row_from_json(message.body)
             return Charge(message, row)
-        event = parse_event(message.body, now=now)
+        doc = decode_body(message.body)
+        request_id = claimed_request_id(doc)  # named on the dead-letter if the event is refused
+        event = validate_event(doc, now=now)
         request_id = event.request_id
         usage = resolve_usage(event)
         price = pricer.price(event, usage)
