@@ -504,7 +504,8 @@ def late_usage(settings: Settings, store: Any, generator: Generator, month: str,
         day += timedelta(days=1)
     console.print(
         f"Streams (not buffered by APIM): {superseded} charged from APIM's LLM log "
-        f"(UsageSource gateway-log, UsageRevision 1)"
+        f"(UsageSource gateway-log, UsageRevision 1); their logged usage replaces the estimates "
+        f"counted above, so the statement's team totals below differ from the ingest table"
     )
 
 

@@ -377,6 +377,14 @@ def test_rate_card_header_only_and_missing_file_are_config_errors(tmp_path: Path
         RateCard.load(tmp_path / "missing.csv")
 
 
+def test_a_header_of_neither_format_is_told_the_current_one(tmp_path: Path) -> None:
+    """A card whose header is neither v1 nor v2 is refused naming v2's columns (meter, unit, price)."""
+    with pytest.raises(ConfigError, match="missing column") as excinfo:
+        RateCard.load(write(tmp_path, "odd.csv", "model,deployment_type,cost\ngpt-4o,global,1\n"))
+    assert "meter" in str(excinfo.value)
+    assert "input_per_1m" not in str(excinfo.value)
+
+
 BAD_MAPS = [
     ("deployment,model,deployment_type,owner\n", 1, "unknown column 'owner'"),
     ("deployment,model\n", 1, "missing column(s) deployment_type"),

@@ -493,7 +493,9 @@ def _parse_rate_rows(text: str, errors: ConfigErrors) -> tuple[list[RateCardRow]
             f"(or v1: {','.join(RATE_CARD_COLUMNS)})"
         )
     header_line, header = first
-    shape = "v2" if "meter" in header else "v1"
+    # v1 only when its price column is there: a header that is neither is held to v2, the current
+    # format, so its error names the columns a user should write.
+    shape = "v1" if "input_per_1m" in header and "meter" not in header else "v2"
     columns = RATE_CARD_V2_COLUMNS if shape == "v2" else RATE_CARD_COLUMNS
     if not check_header(header_line, header, columns, (), errors):
         return [], shape
