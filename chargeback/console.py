@@ -150,7 +150,10 @@ def print_stream_estimates(settings: Settings, month: str, console: Any) -> None
 
     rows = stream_estimates(settings, month)
     if not rows:
-        console.print("Streams: every unbuffered stream was charged from APIM's LLM log.")
+        console.print(
+            "Streams: no cost rests on an estimate "
+            "(unbuffered streams, if any, were charged from APIM's LLM log)."
+        )
         return
     console.print(
         "Streams still on their estimate (APIM's LLM log never arrived: prompt charged, completion unknown):"
